@@ -1,0 +1,84 @@
+/*
+ * cpu.h — internals of the CPU plugin shared by its files (plugin.c, memory.c, gemv*.c,
+ * attention.c, rope.c, threadpool.c). Nothing here crosses the plugin boundary.
+ */
+#ifndef TRIT_CPU_CPU_H
+#define TRIT_CPU_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "trit/trit_plugin.h"
+
+/* Instruction sets the kernels may use, chosen once at init (option cpu.isa / TRIT_CPU_ISA:
+ * "auto", "avx512", "avx2", "portable"; a forced ISA the CPU lacks falls back with a log line). */
+typedef enum cpu_isa {
+    CPU_ISA_PORTABLE = 0,
+    CPU_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
+    CPU_ISA_AVX512 = 2, /* AVX-512 F/BW/VL/DQ (+ VNNI when has_vnni) */
+} cpu_isa;
+
+typedef struct cpu_pool cpu_pool;
+
+/* One function run over [begin, end) item ranges by the pool; `thread` is 0..threads-1. */
+typedef void (*cpu_task_fn)(void *ctx, int64_t begin, int64_t end, int thread);
+
+/* Thread pool: `threads` - 1 workers plus the calling thread. */
+trit_status cpu_pool_create(int threads, cpu_pool **out_pool);
+void cpu_pool_destroy(cpu_pool *pool);
+int cpu_pool_threads(const cpu_pool *pool);
+/* Splits [0, n_items) into chunks of at least `grain` items, runs fn on every chunk across the
+ * threads (the caller takes part) and returns when all are done. Not reentrant: one run at a
+ * time per pool (the device serialises ops with its mutex). */
+void cpu_pool_run(cpu_pool *pool, int64_t n_items, int64_t grain, cpu_task_fn fn, void *ctx);
+
+typedef struct cpu_device {
+    const trit_plugin_host *host;
+    cpu_isa isa;
+    int has_vnni;
+    int threads;
+    cpu_pool *pool;
+    void *lock; /* pthread_mutex_t*: ops on one device run one at a time (they use all threads) */
+    uint64_t memory_bytes;
+    char name[128];
+    char vendor[64];
+} cpu_device;
+
+typedef struct cpu_buffer {
+    void *ptr; /* 64-byte aligned */
+    uint64_t bytes;
+} cpu_buffer;
+
+/* Address of element 0 of a tensor. */
+static inline void *cpu_tensor_ptr(const trit_plugin_tensor *t)
+{
+    return (char *)((cpu_buffer *)t->buffer)->ptr + t->offset;
+}
+
+/* Sets the thread's error sentence through the host (printf-style). */
+void cpu_set_error(const cpu_device *dev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* 64-byte aligned allocation for large data (weights, scratch). */
+void *cpu_aligned_alloc(uint64_t bytes);
+void cpu_aligned_free(void *ptr);
+
+/* gemv.c: ternary matrices in the CPU layout, and the fused GEMV (plain and gated). */
+int cpu_gemv_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
+                      size_t reason_size);
+trit_status cpu_ternary_create(cpu_device *dev, const trit_ternary_host *w, void **out_ternary,
+                               uint64_t *out_device_bytes);
+void cpu_ternary_destroy(cpu_device *dev, void *ternary);
+trit_status cpu_gemv(cpu_device *dev, const trit_plugin_gemv_args *args);
+
+/* attention.c: tiled attention with online softmax (prefill and split-KV decode). */
+int cpu_attention_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
+                           size_t reason_size);
+trit_status cpu_attention(cpu_device *dev, const trit_plugin_attention_args *args);
+
+/* rope.c: RoPE + append to the KV cache. */
+int cpu_rope_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
+                      size_t reason_size);
+trit_status cpu_rope_kv_append(cpu_device *dev, const trit_plugin_rope_args *args);
+
+#endif /* TRIT_CPU_CPU_H */
