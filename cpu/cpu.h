@@ -5,6 +5,7 @@
 #ifndef TRIT_CPU_CPU_H
 #define TRIT_CPU_CPU_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,11 +39,20 @@ typedef struct cpu_device {
     int has_vnni;
     int threads;
     cpu_pool *pool;
-    void *lock; /* pthread_mutex_t*: ops on one device run one at a time (they use all threads) */
+    pthread_mutex_t lock; /* ops on one device run one at a time (each uses all threads) */
     uint64_t memory_bytes;
     char name[128];
     char vendor[64];
 } cpu_device;
+
+/* Serialise use of the device's thread pool (ops, large transfers). */
+void cpu_device_lock(cpu_device *dev);
+void cpu_device_unlock(cpu_device *dev);
+
+/* A stream: work runs at enqueue time, in order, so a stream needs nothing but its device. */
+typedef struct cpu_stream {
+    cpu_device *dev;
+} cpu_stream;
 
 typedef struct cpu_buffer {
     void *ptr; /* 64-byte aligned */
@@ -62,6 +72,19 @@ void cpu_set_error(const cpu_device *dev, const char *fmt, ...)
 /* 64-byte aligned allocation for large data (weights, scratch). */
 void *cpu_aligned_alloc(uint64_t bytes);
 void cpu_aligned_free(void *ptr);
+
+/* memory.c: the vtable's memory slots. */
+trit_status cpu_buffer_alloc(void *device, uint64_t bytes, void **out_buffer);
+void cpu_buffer_free(void *device, void *buffer);
+void *cpu_buffer_host_ptr(void *device, void *buffer);
+trit_status cpu_buffer_upload(void *stream, void *buffer, uint64_t offset, const void *src,
+                              uint64_t bytes);
+trit_status cpu_buffer_download(void *stream, void *buffer, uint64_t offset, void *dst,
+                                uint64_t bytes);
+trit_status cpu_buffer_copy(void *stream, void *src, uint64_t src_offset, void *dst,
+                            uint64_t dst_offset, uint64_t bytes);
+trit_status cpu_buffer_fill(void *stream, void *buffer, uint64_t offset, uint8_t value,
+                            uint64_t bytes);
 
 /* gemv.c: ternary matrices in the CPU layout, and the fused GEMV (plain and gated). */
 int cpu_gemv_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,

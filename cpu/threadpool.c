@@ -7,7 +7,6 @@
  * variable. Work is handed out in chunks through one atomic counter, so a slow thread (the host
  * stealing a core) does not hold the others back.
  */
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
