@@ -98,6 +98,86 @@ TRIT_API trit_status trit_pack_i2_s(const int8_t *w, float scale, int64_t rows, 
 TRIT_API trit_status trit_unpack_i2_s(const uint8_t *in, uint64_t in_bytes, int64_t rows,
                                       int64_t cols, int8_t *out_w, float *out_scale);
 
+/* ----------------------------------------------------------------------------------------------
+ * GGUF reader. Parses the header, the key/value metadata and the tensor infos of a GGUF file
+ * (versions 2 and 3) held in memory, treating every byte as hostile: counts, lengths, dims,
+ * types, offsets and alignment are all checked against the buffer before use. A malformed file
+ * is TRIT_ERROR_BAD_FORMAT with the byte offset in the sentence. The reader does not copy tensor
+ * data: `data` must stay valid (e.g. mmap'ed) until trit_gguf_close.
+ * -------------------------------------------------------------------------------------------- */
+
+typedef struct trit_gguf trit_gguf;
+
+/* GGUF value types, numbered as in the file format. */
+typedef enum trit_gguf_type {
+    TRIT_GGUF_U8 = 0,
+    TRIT_GGUF_I8 = 1,
+    TRIT_GGUF_U16 = 2,
+    TRIT_GGUF_I16 = 3,
+    TRIT_GGUF_U32 = 4,
+    TRIT_GGUF_I32 = 5,
+    TRIT_GGUF_F32 = 6,
+    TRIT_GGUF_BOOL = 7,
+    TRIT_GGUF_STRING = 8,
+    TRIT_GGUF_ARRAY = 9,
+    TRIT_GGUF_U64 = 10,
+    TRIT_GGUF_I64 = 11,
+    TRIT_GGUF_F64 = 12,
+} trit_gguf_type;
+
+/* ggml tensor type numbers for the ternary formats (BitNet's fork numbers I2_S 36). */
+#define TRIT_GGML_TYPE_TQ1_0 34
+#define TRIT_GGML_TYPE_TQ2_0 35
+#define TRIT_GGML_TYPE_I2_S 36
+
+#define TRIT_GGUF_MAX_DIMS 4
+
+typedef struct trit_gguf_tensor_info {
+    size_t size;          /* sizeof(trit_gguf_tensor_info), set by the caller */
+    const char *name;     /* NUL-terminated, owned by the reader */
+    uint32_t n_dims;
+    uint64_t dims[TRIT_GGUF_MAX_DIMS]; /* ggml order: dims[0] is the innermost (K) */
+    uint32_t ggml_type;
+    uint64_t offset;      /* from the start of the file */
+    uint64_t bytes;       /* 0 when the type's size is not known to trit */
+    const void *data;     /* NULL when bytes is 0 */
+} trit_gguf_tensor_info;
+
+TRIT_API trit_status trit_gguf_open(const void *data, uint64_t bytes,
+                                    const trit_allocator *allocator, trit_gguf **out_gguf);
+TRIT_API void trit_gguf_close(trit_gguf *gguf); /* NULL is a no-op */
+TRIT_API uint32_t trit_gguf_version(const trit_gguf *gguf);
+TRIT_API uint64_t trit_gguf_kv_count(const trit_gguf *gguf);
+TRIT_API uint64_t trit_gguf_tensor_count(const trit_gguf *gguf);
+
+/* Key/value metadata. Keys and string values are NUL-terminated copies owned by the reader. */
+TRIT_API trit_status trit_gguf_kv_find(const trit_gguf *gguf, const char *key, uint64_t *out_index);
+TRIT_API trit_status trit_gguf_kv_key(const trit_gguf *gguf, uint64_t index, const char **out_key,
+                                      trit_gguf_type *out_type);
+/* Integer values (any integer or bool type) widened; TRIT_ERROR_BAD_FORMAT for other types or a
+ * negative value asked for as unsigned. */
+TRIT_API trit_status trit_gguf_kv_u64(const trit_gguf *gguf, uint64_t index, uint64_t *out_value);
+TRIT_API trit_status trit_gguf_kv_i64(const trit_gguf *gguf, uint64_t index, int64_t *out_value);
+TRIT_API trit_status trit_gguf_kv_f64(const trit_gguf *gguf, uint64_t index, double *out_value);
+TRIT_API trit_status trit_gguf_kv_string(const trit_gguf *gguf, uint64_t index, const char **out_str);
+/* Arrays: element type and count; numeric elements are little-endian at `out_data` (NULL for
+ * string arrays; read those with trit_gguf_kv_array_string). */
+TRIT_API trit_status trit_gguf_kv_array(const trit_gguf *gguf, uint64_t index,
+                                        trit_gguf_type *out_elem_type, uint64_t *out_count,
+                                        const void **out_data);
+TRIT_API trit_status trit_gguf_kv_array_string(const trit_gguf *gguf, uint64_t index,
+                                               uint64_t elem, const char **out_str,
+                                               uint64_t *out_len);
+
+TRIT_API trit_status trit_gguf_tensor_find(const trit_gguf *gguf, const char *name,
+                                           uint64_t *out_index);
+TRIT_API trit_status trit_gguf_tensor_get(const trit_gguf *gguf, uint64_t index,
+                                          trit_gguf_tensor_info *out_info);
+/* A ternary tensor (TQ1_0, TQ2_0, I2_S) as a descriptor ready for trit_ternary_upload:
+ * rows = dims[1] * dims[2] * dims[3], cols = dims[0]. Other types: TRIT_ERROR_UNSUPPORTED. */
+TRIT_API trit_status trit_gguf_ternary_desc(const trit_gguf *gguf, uint64_t index,
+                                            trit_ternary_desc *out_desc);
+
 /* IEEE half <-> float, round to nearest even; used by formats and tests. */
 TRIT_API float trit_half_to_float(uint16_t h);
 TRIT_API uint16_t trit_float_to_half(float f);
