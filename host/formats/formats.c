@@ -87,8 +87,8 @@ static void store_u16le(uint8_t *p, uint16_t v)
 
 static float load_f32le(const uint8_t *p)
 {
-    uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-                 ((uint32_t)p[3] << 24);
+    uint32_t u =
+        (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
     float f;
     memcpy(&f, &u, sizeof(f));
     return f;
@@ -150,8 +150,8 @@ static trit_status format_bytes(const char *who, trit_weight_format format, int6
                          (int)format);
     if (rows < 1 || cols < 1)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "%s: %s shape %" PRId64 " x %" PRId64 " must have rows and cols >= 1",
-                         who, format_name(format), rows, cols);
+                         "%s: %s shape %" PRId64 " x %" PRId64 " must have rows and cols >= 1", who,
+                         format_name(format), rows, cols);
     if ((format == TRIT_WEIGHTS_TQ2_0 || format == TRIT_WEIGHTS_TQ1_0) && cols % TQ_BLOCK != 0)
         return trit_fail(TRIT_ERROR_UNSUPPORTED,
                          "%s: %s needs cols to be a multiple of %d, got %" PRId64, who,
@@ -160,12 +160,12 @@ static trit_status format_bytes(const char *who, trit_weight_format format, int6
         return trit_fail(TRIT_ERROR_UNSUPPORTED,
                          "%s: I2_S needs cols to be a multiple of %d, got %" PRId64, who,
                          TRIT_I2S_GROUP, cols);
-    uint64_t bytes;
+    uint64_t bytes = 0;
     if (!mul_u64((uint64_t)rows, row_bytes_of(format, cols), &bytes) ||
         (format == TRIT_WEIGHTS_I2_S && !add_u64(bytes, 4, &bytes)))
         return trit_fail(TRIT_ERROR_OVERFLOW,
-                         "%s: %s %" PRId64 " x %" PRId64 " needs more than 2^64 bytes", who,
-                         format_name(format), rows, cols);
+                         "%s: %s %" PRId64 " x %" PRId64 " overflows: needs 2^64 bytes or more",
+                         who, format_name(format), rows, cols);
     *out_bytes = bytes;
     return TRIT_OK;
 }
@@ -190,7 +190,8 @@ static trit_status scale_count(const char *who, trit_scale_kind kind, int64_t ro
     case TRIT_SCALE_TENSOR: *out_count = 1; return TRIT_OK;
     case TRIT_SCALE_ROW: *out_count = (uint64_t)rows; return TRIT_OK;
     case TRIT_SCALE_BLOCK: {
-        uint64_t nb = (uint64_t)cols / TRIT_SCALE_BLOCK_K + ((uint64_t)cols % TRIT_SCALE_BLOCK_K != 0);
+        uint64_t nb =
+            (uint64_t)cols / TRIT_SCALE_BLOCK_K + ((uint64_t)cols % TRIT_SCALE_BLOCK_K != 0);
         if (!mul_u64((uint64_t)rows, nb, out_count))
             return trit_fail(TRIT_ERROR_OVERFLOW,
                              "%s: %" PRId64 " rows x %" PRIu64 " blocks of scales overflow", who,
@@ -201,8 +202,7 @@ static trit_status scale_count(const char *who, trit_scale_kind kind, int64_t ro
     return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: unknown scale kind %d", who, (int)kind);
 }
 
-trit_status trit_scale_count(trit_scale_kind kind, int64_t rows, int64_t cols,
-                             uint64_t *out_count)
+trit_status trit_scale_count(trit_scale_kind kind, int64_t rows, int64_t cols, uint64_t *out_count)
 {
     trit_clear_error();
     if (!out_count)
@@ -218,11 +218,15 @@ trit_status trit_scale_count(trit_scale_kind kind, int64_t rows, int64_t cols,
 /* int8 weights: every value must be -1, 0 or +1. */
 static trit_status check_row_i8(const char *who, int64_t row, const int8_t *w, int64_t cols)
 {
+    unsigned bad = 0; /* branch-free scan (vectorizes); locate the culprit only on failure */
+    for (int64_t c = 0; c < cols; c++)
+        bad |= (uint8_t)(w[c] + 1) > 2;
+    if (!bad)
+        return TRIT_OK;
     for (int64_t c = 0; c < cols; c++)
         if (w[c] < -1 || w[c] > 1)
             return trit_fail(TRIT_ERROR_BAD_FORMAT,
-                             "%s: row %" PRId64 " column %" PRId64
-                             ": weight %d is not -1, 0 or +1",
+                             "%s: row %" PRId64 " column %" PRId64 ": weight %d is not -1, 0 or +1",
                              who, row, c, (int)w[c]);
     return TRIT_OK;
 }
@@ -291,12 +295,24 @@ static void encode_row_base3(const int8_t *w, int64_t cols, uint8_t *dst)
     }
 }
 
-static trit_status decode_row_base3(const char *who, int64_t row, const uint8_t *src,
-                                    int64_t cols, int8_t *dst)
+static trit_status decode_row_base3(const char *who, int64_t row, const uint8_t *src, int64_t cols,
+                                    int8_t *dst)
 {
     uint64_t nbytes = row_bytes_of(TRIT_WEIGHTS_BASE3, cols);
+    uint64_t full = (uint64_t)cols / 5;
     for (uint64_t j = 0; j < nbytes; j++) {
         unsigned v = src[j];
+        if (v <= 242 && j < full) { /* all five trits are weights */
+            if (dst) {
+                int8_t *o = dst + 5 * j;
+                o[0] = (int8_t)((int)(v % 3) - 1);
+                o[1] = (int8_t)((int)(v / 3 % 3) - 1);
+                o[2] = (int8_t)((int)(v / 9 % 3) - 1);
+                o[3] = (int8_t)((int)(v / 27 % 3) - 1);
+                o[4] = (int8_t)((int)(v / 81) - 1);
+            }
+            continue;
+        }
         if (v > 242)
             return trit_fail(TRIT_ERROR_BAD_FORMAT,
                              "%s: BASE3 row %" PRId64 " byte %" PRIu64
@@ -331,8 +347,8 @@ static void encode_block_tq2_0(const int8_t *w, uint16_t d, uint8_t *blk)
     store_u16le(blk + TQ2_QS_BYTES, d);
 }
 
-static trit_status decode_row_tq2_0(const char *who, int64_t row, const uint8_t *src,
-                                    int64_t cols, int8_t *dst, float *scales)
+static trit_status decode_row_tq2_0(const char *who, int64_t row, const uint8_t *src, int64_t cols,
+                                    int8_t *dst, float *scales)
 {
     int64_t nblocks = cols / TQ_BLOCK;
     for (int64_t b = 0; b < nblocks; b++) {
@@ -359,10 +375,11 @@ static trit_status decode_row_tq2_0(const char *who, int64_t row, const uint8_t 
             scales[b] = trit_half_to_float(d);
         if (dst) {
             int8_t *o = dst + b * TQ_BLOCK;
-            for (int i = 0; i < TQ_BLOCK; i++) {
-                unsigned v = blk[32 * (i / 128) + i % 32] >> (2 * ((i % 128) / 32));
-                o[i] = (int8_t)((int)(v & 3u) - 1);
-            }
+            for (int half = 0; half < 2; half++)
+                for (int l = 0; l < 4; l++)
+                    for (int m = 0; m < 32; m++)
+                        o[128 * half + 32 * l + m] =
+                            (int8_t)((int)((blk[32 * half + m] >> (2 * l)) & 3u) - 1);
         }
     }
     return TRIT_OK;
@@ -399,8 +416,8 @@ static void encode_block_tq1_0(const int8_t *w, uint16_t d, uint8_t *blk)
     store_u16le(blk + TQ1_QS_BYTES + TQ1_QH_BYTES, d);
 }
 
-static trit_status decode_row_tq1_0(const char *who, int64_t row, const uint8_t *src,
-                                    int64_t cols, int8_t *dst, float *scales)
+static trit_status decode_row_tq1_0(const char *who, int64_t row, const uint8_t *src, int64_t cols,
+                                    int8_t *dst, float *scales)
 {
     int64_t nblocks = cols / TQ_BLOCK;
     for (int64_t b = 0; b < nblocks; b++) {
@@ -440,8 +457,8 @@ static void encode_row_i2_s(const int8_t *w, int64_t cols, uint8_t *dst)
     }
 }
 
-static trit_status decode_row_i2_s(const char *who, int64_t row, const uint8_t *src,
-                                   int64_t cols, int8_t *dst)
+static trit_status decode_row_i2_s(const char *who, int64_t row, const uint8_t *src, int64_t cols,
+                                   int8_t *dst)
 {
     uint64_t nbytes = row_bytes_of(TRIT_WEIGHTS_I2_S, cols);
     for (uint64_t j = 0; j < nbytes; j++) {
@@ -459,10 +476,12 @@ static trit_status decode_row_i2_s(const char *who, int64_t row, const uint8_t *
         }
     }
     if (dst)
-        for (int64_t c = 0; c < cols; c++) {
-            int64_t g = c / TRIT_I2S_GROUP, j = c % TRIT_I2S_GROUP;
-            unsigned v = src[g * I2S_GROUP_BYTES + j % 32] >> (6 - 2 * (j / 32));
-            dst[c] = (int8_t)((int)(v & 3u) - 1);
+        for (int64_t g = 0; g < cols / TRIT_I2S_GROUP; g++) {
+            const uint8_t *q = src + g * I2S_GROUP_BYTES;
+            int8_t *o = dst + g * TRIT_I2S_GROUP;
+            for (int l = 0; l < 4; l++)
+                for (int p = 0; p < I2S_GROUP_BYTES; p++)
+                    o[32 * l + p] = (int8_t)((int)((q[p] >> (6 - 2 * l)) & 3u) - 1);
         }
     return TRIT_OK;
 }
@@ -493,13 +512,12 @@ static trit_status half_scale(const char *who, const char *fmt_name, int64_t row
 
 /* Shared argument checks for pack: pointers, shape, output capacity; then every weight. */
 static trit_status pack_prologue(const char *who, trit_weight_format format, const int8_t *w,
-                                 int64_t rows, int64_t cols, const uint8_t *out,
-                                 uint64_t out_bytes)
+                                 int64_t rows, int64_t cols, const uint8_t *out, uint64_t out_bytes)
 {
     trit_clear_error();
     if (!w || !out)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", who, !w ? "w" : "out");
-    uint64_t need, n;
+    uint64_t need = 0, n = 0;
     trit_status st = format_bytes(who, format, rows, cols, &need);
     if (st != TRIT_OK)
         return st;
@@ -525,8 +543,10 @@ static trit_status unpack_prologue(const char *who, trit_weight_format format, c
     trit_clear_error();
     if (!in || !out_w || (scales_name && !out_scales))
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", who,
-                         !in ? "in" : !out_w ? "out_w" : scales_name);
-    uint64_t need, n;
+                         !in      ? "in"
+                         : !out_w ? "out_w"
+                                  : scales_name);
+    uint64_t need = 0, n = 0;
     trit_status st = format_bytes(who, format, rows, cols, &need);
     if (st != TRIT_OK)
         return st;
@@ -557,8 +577,8 @@ trit_status trit_unpack_packed2(const uint8_t *in, uint64_t in_bytes, int64_t ro
                                 int8_t *out_w)
 {
     const char *who = "trit_unpack_packed2";
-    trit_status st = unpack_prologue(who, TRIT_WEIGHTS_PACKED2, in, in_bytes, rows, cols, out_w,
-                                     NULL, NULL);
+    trit_status st =
+        unpack_prologue(who, TRIT_WEIGHTS_PACKED2, in, in_bytes, rows, cols, out_w, NULL, NULL);
     if (st != TRIT_OK)
         return st;
     uint64_t rb = row_bytes_of(TRIT_WEIGHTS_PACKED2, cols);
@@ -652,8 +672,8 @@ static trit_status unpack_tq(const char *who, trit_weight_format format, const u
                              uint64_t in_bytes, int64_t rows, int64_t cols, int8_t *out_w,
                              float *out_block_scales)
 {
-    trit_status st = unpack_prologue(who, format, in, in_bytes, rows, cols, out_w,
-                                     out_block_scales, "out_block_scales");
+    trit_status st = unpack_prologue(who, format, in, in_bytes, rows, cols, out_w, out_block_scales,
+                                     "out_block_scales");
     if (st != TRIT_OK)
         return st;
     uint64_t rb = row_bytes_of(format, cols);
@@ -662,8 +682,9 @@ static trit_status unpack_tq(const char *who, trit_weight_format format, const u
         for (int64_t r = 0; r < rows; r++) {
             int8_t *dst = pass ? out_w + r * cols : NULL;
             float *sc = pass ? out_block_scales + r * nb : NULL;
-            st = format == TRIT_WEIGHTS_TQ2_0 ? decode_row_tq2_0(who, r, in + r * rb, cols, dst, sc)
-                                              : decode_row_tq1_0(who, r, in + r * rb, cols, dst, sc);
+            st = format == TRIT_WEIGHTS_TQ2_0
+                     ? decode_row_tq2_0(who, r, in + r * rb, cols, dst, sc)
+                     : decode_row_tq1_0(who, r, in + r * rb, cols, dst, sc);
             if (st != TRIT_OK)
                 return st;
         }
@@ -768,7 +789,7 @@ trit_status trit_ternary_host_from_desc(const trit_ternary_desc *desc,
 
     const int64_t rows = desc->rows, cols = desc->cols;
     const trit_weight_format format = desc->format;
-    uint64_t need, dense;
+    uint64_t need = 0, dense = 0;
     trit_status st = format_bytes(who, format, rows, cols, &need);
     if (st != TRIT_OK)
         return st;
@@ -791,8 +812,8 @@ trit_status trit_ternary_host_from_desc(const trit_ternary_desc *desc,
         kind = TRIT_SCALE_TENSOR;
     else
         kind = user_kind;
-    uint64_t nscales, scale_bytes, row_bytes = row_bytes_of(TRIT_WEIGHTS_PACKED2, cols);
-    uint64_t code_bytes;
+    uint64_t nscales = 0, scale_bytes = 0, row_bytes = row_bytes_of(TRIT_WEIGHTS_PACKED2, cols);
+    uint64_t code_bytes = 0;
     if ((st = scale_count(who, kind, rows, cols, &nscales)) != TRIT_OK)
         return st;
     if (!mul_u64(nscales, sizeof(float), &scale_bytes) || scale_bytes > SIZE_MAX ||

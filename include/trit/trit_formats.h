@@ -65,9 +65,12 @@ typedef struct trit_ternary_host {
 } trit_ternary_host;
 
 /* Converts a descriptor in any format into the canonical host form, checking every byte:
- * data_bytes too small, an invalid 2-bit code (3), a base-3 byte > 242, a non-finite scale or a
- * TQ1_0 byte that decodes to no valid trits are TRIT_ERROR_BAD_FORMAT with the offending row and
- * byte in the message. `allocator` may be NULL (malloc). Release with trit_ternary_host_release. */
+ * data_bytes too small, an invalid 2-bit code (3), a base-3 byte > 242, row padding that is not
+ * w = 0, or a non-finite scale are TRIT_ERROR_BAD_FORMAT with the offending row and byte in the
+ * message. (Every TQ1_0 byte decodes to valid trits, as in ggml, so TQ1_0 bytes are accepted.)
+ * I8/PACKED2/BASE3 with scales == NULL get one per-tensor scale of 1; TQ formats give per-block
+ * scales, I2_S a per-tensor scale. `allocator` may be NULL (malloc). Nothing is written to
+ * `out_host` on failure. Release with trit_ternary_host_release. */
 TRIT_API trit_status trit_ternary_host_from_desc(const trit_ternary_desc *desc,
                                                  const trit_allocator *allocator,
                                                  trit_ternary_host *out_host);
