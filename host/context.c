@@ -47,6 +47,15 @@ char *host_strdup(const trit_context *ctx, const char *s)
     return d;
 }
 
+trit_status host_check_struct_size(const char *op, const char *what, size_t size, size_t align,
+                                   const char *type)
+{
+    if (size == 0 || size % align != 0 || size > HOST_MAX_STRUCT_SIZE)
+        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: %s->size is %zu; set it to sizeof(%s)",
+                         op, what, size, type);
+    return TRIT_OK;
+}
+
 void host_log(const trit_context *ctx, trit_log_level level, const char *fmt, ...)
 {
     if (!ctx || !ctx->log || level < ctx->log_level)
@@ -144,10 +153,9 @@ trit_status trit_context_create(const trit_context_options *options, trit_contex
     memset(&opts, 0, sizeof(opts));
     opts.log_level = TRIT_LOG_INFO;
     if (options) {
-        if (options->size == 0 || options->size > 4096)
-            return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                             "context: options->size is %zu; set it to sizeof(trit_context_options)",
-                             options->size);
+        trit_status st = HOST_CHECK_SIZE("context", "options", options, trit_context_options);
+        if (st != TRIT_OK)
+            return st;
         memcpy(&opts, options,
                options->size < sizeof(opts) ? options->size : sizeof(opts));
     }
@@ -219,9 +227,9 @@ trit_status trit_context_plugin_info(const trit_context *ctx, uint32_t index,
     trit_clear_error();
     if (!ctx || !out_info)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "plugin_info: context or out_info is NULL");
-    if (out_info->size == 0)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "plugin_info: out_info->size is 0; set it to sizeof(trit_plugin_info)");
+    trit_status st = HOST_CHECK_SIZE("plugin_info", "out_info", out_info, trit_plugin_info);
+    if (st != TRIT_OK)
+        return st;
     if (index >= ctx->plugin_count)
         return trit_fail(TRIT_ERROR_NOT_FOUND, "plugin_info: index %u but only %u plugins", index,
                          ctx->plugin_count);

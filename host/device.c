@@ -40,9 +40,9 @@ trit_status trit_device_get_info(const trit_device *device, trit_device_info *ou
     trit_clear_error();
     if (!device || !out_info)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "device_info: device or out_info is NULL");
-    if (out_info->size == 0)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "device_info: out_info->size is 0; set it to sizeof(trit_device_info)");
+    trit_status st = HOST_CHECK_SIZE("device_info", "out_info", out_info, trit_device_info);
+    if (st != TRIT_OK)
+        return st;
     size_t n = out_info->size < sizeof(trit_device_info) ? out_info->size : sizeof(trit_device_info);
     trit_device_info info = device->info;
     info.size = out_info->size;
@@ -62,17 +62,13 @@ trit_status trit_device_supports(const trit_device *device, const trit_op_desc *
     if (!device || !desc || !out_supported)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
                          "supports: device, desc or out_supported is NULL");
-    if (desc->size == 0)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "supports: desc->size is 0; set it to sizeof(trit_op_desc)");
+    trit_status st = HOST_CHECK_SIZE("supports", "desc", desc, trit_op_desc);
+    if (st != TRIT_OK)
+        return st;
     trit_op_desc d;
     memset(&d, 0, sizeof(d));
     memcpy(&d, desc, desc->size < sizeof(d) ? desc->size : sizeof(d));
     d.size = sizeof(d);
-    char local[256];
-    char *r = reason && reason_size ? reason : local;
-    size_t rs = reason && reason_size ? reason_size : sizeof(local);
-    r[0] = '\0';
     const trit_plugin_vtable *vt = &device->plugin->vt;
     int has_slot = 0;
     switch (d.op) {
@@ -81,14 +77,21 @@ trit_status trit_device_supports(const trit_device *device, const trit_op_desc *
     case TRIT_OP_ATTENTION: has_slot = vt->attention != NULL; break;
     case TRIT_OP_ROPE_KV_APPEND: has_slot = vt->rope_kv_append != NULL; break;
     default:
+        /* Before anything is written to `reason`: a failed call leaves its outputs alone. */
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "supports: unknown op %d", (int)d.op);
     }
+    char local[256];
+    char *r = reason && reason_size ? reason : local;
+    size_t rs = reason && reason_size ? reason_size : sizeof(local);
+    r[0] = '\0';
     if (!has_slot) {
         snprintf(r, rs, "the %s plugin does not implement this op", device->plugin->info.name);
         *out_supported = 0;
         return TRIT_OK;
     }
     *out_supported = vt->supports(device->state, &d, r, rs) ? 1 : 0;
+    /* The reason is the plugin's writing: make sure it ends inside the caller's buffer. */
+    r[rs - 1] = '\0';
     if (!*out_supported && !r[0])
         snprintf(r, rs, "not supported by %s", device->label);
     return TRIT_OK;

@@ -104,6 +104,16 @@ void *host_calloc(const trit_context *ctx, size_t count, size_t size);
 void host_free(const trit_context *ctx, void *ptr);
 char *host_strdup(const trit_context *ctx, const char *s);
 
+/* Checks the `size` member of a caller's extensible struct before its prefix is copied. Every
+ * version of a struct has a sizeof that is a multiple of its alignment and far below
+ * HOST_MAX_STRUCT_SIZE; any other value is garbage (typically an uninitialised member), and
+ * copying that many bytes could take half of a member, e.g. half a pointer. */
+enum { HOST_MAX_STRUCT_SIZE = 4096 };
+trit_status host_check_struct_size(const char *op, const char *what, size_t size, size_t align,
+                                   const char *type);
+#define HOST_CHECK_SIZE(op, what, ptr, type)                                                       \
+    host_check_struct_size(op, what, (ptr)->size, _Alignof(type), #type)
+
 void host_log(const trit_context *ctx, trit_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -19,6 +19,11 @@
 #define PLUGIN_PREFIX "libtrit-plugin-"
 #define PLUGIN_SUFFIX ".so"
 
+/* More devices than this from one plugin is a broken plugin, not a machine: trusting the count
+ * would size the device array by it (a plugin claiming UINT32_MAX fails the whole context, and
+ * the sum over several wraps around). */
+enum { MAX_DEVICES_PER_PLUGIN = 1024 };
+
 /* --- services handed to plugins ------------------------------------------------------------ */
 
 static const char *plugin_get_option(void *user, const char *key)
@@ -284,9 +289,12 @@ static void load_one(trit_context *ctx, host_plugin *p, const candidate *c)
         skip(p, "plugin needs host ABI %s or newer; this libtrit has %s", num, num2);
         goto fail;
     }
-    /* Slots the plugin did not provide read as NULL. */
-    if (vt.size < sizeof(vt))
-        memset((char *)&vt + vt.size, 0, sizeof(vt) - vt.size);
+    /* Slots the plugin did not provide read as NULL, and so does a slot it provided only in
+     * part: a size that ends inside a pointer would leave half an address behind, non-NULL.
+     * Every slot past the fixed header is one pointer wide, so round down to a slot boundary. */
+    size_t provided = vt.size - vt.size % sizeof(vt.gemv);
+    if (provided < sizeof(vt))
+        memset((char *)&vt + provided, 0, sizeof(vt) - provided);
     if (vt.name && vt.name[0]) {
         if (strcmp(vt.name, c->name) != 0)
             host_log(ctx, TRIT_LOG_DEBUG, "plugin %s calls itself %s", c->path, vt.name);
@@ -332,6 +340,15 @@ static void load_one(trit_context *ctx, host_plugin *p, const candidate *c)
         vt.shutdown(p->state);
         p->state = NULL;
         skip(p, "no device found%s%s", NULL, NULL);
+        goto fail;
+    }
+    if (p->info.device_count > MAX_DEVICES_PER_PLUGIN) {
+        snprintf(num, sizeof(num), "%u", p->info.device_count);
+        snprintf(num2, sizeof(num2), "%u", (unsigned)MAX_DEVICES_PER_PLUGIN);
+        vt.shutdown(p->state);
+        p->state = NULL;
+        p->info.device_count = 0;
+        skip(p, "claims %s devices, more than the %s a plugin may have", num, num2);
         goto fail;
     }
     p->info.state = TRIT_PLUGIN_LOADED;
@@ -416,6 +433,10 @@ trit_status host_load_plugins(trit_context *ctx, const trit_context_options *opt
             }
             dev->info.size = sizeof(dev->info);
             dev->info.index_in_backend = d;
+            /* The strings are the plugin's writing: make sure they end inside their arrays. */
+            dev->info.name[sizeof(dev->info.name) - 1] = '\0';
+            dev->info.vendor[sizeof(dev->info.vendor) - 1] = '\0';
+            dev->info.driver[sizeof(dev->info.driver) - 1] = '\0';
             ctx->device_count++;
             opened++;
         }
@@ -426,6 +447,7 @@ trit_status host_load_plugins(trit_context *ctx, const trit_context_options *opt
                 p->state = NULL;
                 dlclose(p->library);
                 p->library = NULL;
+                memset(&p->vt, 0, sizeof(p->vt)); /* its slots now point into unmapped code */
                 p->info.state = TRIT_PLUGIN_SKIPPED;
                 snprintf(p->info.reason, sizeof(p->info.reason), "no device could be opened");
             }
@@ -463,6 +485,14 @@ trit_status host_plugin_failed(const trit_device *device, trit_status status)
 {
     if (status == TRIT_OK)
         status = TRIT_ERROR_INTERNAL;
+    /* A status that does not exist would reach the caller as "unknown trit_status". */
+    if ((unsigned)status > (unsigned)TRIT_ERROR_INTERNAL) {
+        if (!trit_last_error()[0])
+            trit_set_error(TRIT_ERROR_PLUGIN,
+                           "the %s plugin returned %d, which is not a trit_status",
+                           device->plugin->info.name, (int)status);
+        status = TRIT_ERROR_PLUGIN;
+    }
     if (!trit_last_error()[0])
         trit_set_error(status, "%s", trit_status_string(status));
     trit_error_prefix(device->label);

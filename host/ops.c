@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -47,17 +48,28 @@ static trit_status check_float(const char *op, const char *what, const trit_tens
     return TRIT_OK;
 }
 
-/* An output must not write one element twice: outer strides at least the inner extent. */
+/* An output must not write one element twice. Taken in order of increasing stride, each dim's
+ * stride must reach past everything the smaller-strided dims span; that is sufficient for any
+ * dim order, so layouts other than row-major (e.g. attention output stored head-major) pass. */
 static trit_status check_output_layout(const char *op, const char *what, const trit_tensor *t)
 {
-    uint64_t inner = 1; /* elements spanned by the dims inside d */
-    for (uint32_t d = t->rank; d-- > 0;) {
-        if (t->shape[d] > 1 && (uint64_t)t->strides[d] < inner)
+    uint32_t order[TRIT_MAX_RANK], n = 0;
+    for (uint32_t d = 0; d < t->rank; d++) {
+        if (t->shape[d] < 2)
+            continue; /* an extent of 1 never revisits an element, whatever its stride */
+        uint32_t i = n++;
+        for (; i > 0 && t->strides[order[i - 1]] > t->strides[d]; i--)
+            order[i] = order[i - 1];
+        order[i] = d;
+    }
+    uint64_t inner = 1; /* elements spanned by the dims already taken */
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t d = order[i];
+        if ((uint64_t)t->strides[d] < inner)
             return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
                              "%s: output %s has overlapping elements (stride %lld in dim %u)", op,
                              what, (long long)t->strides[d], d);
-        if (t->shape[d] > 1)
-            inner = (uint64_t)(t->shape[d] - 1) * (uint64_t)t->strides[d] + inner;
+        inner += (uint64_t)(t->shape[d] - 1) * (uint64_t)t->strides[d];
     }
     return TRIT_OK;
 }
@@ -111,9 +123,9 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
     trit_gemv_params p;
     trit_gemv_params_init(&p);
     if (params) {
-        if (params->size == 0)
-            return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                             "%s: params->size is 0; use trit_gemv_params_init", op);
+        trit_status st = HOST_CHECK_SIZE(op, "params", params, trit_gemv_params);
+        if (st != TRIT_OK)
+            return st;
         memcpy(&p, params, params->size < sizeof(p) ? params->size : sizeof(p));
     }
     trit_device *dev = s->device;
@@ -242,9 +254,9 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
         if (r->rank != y->rank || r->shape[0] != y->shape[0] ||
             r->shape[r->rank - 1] != y->shape[y->rank - 1])
             return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: residual must have y's shape", op);
+        /* The residual is an input (it may even be x); only y must stay clear of it, unless
+         * it is exactly y. */
         if (!host_tensors_same(r, y) && (st = check_no_overlap(op, "y", y, "residual", r)))
-            return st;
-        if ((st = check_no_overlap(op, "residual", r, "x", x)) != TRIT_OK)
             return st;
         trit_tensor r2 = *r;
         if (r2.rank == 1) {
@@ -333,13 +345,12 @@ static trit_status check_cache(const char *op, const trit_kv_cache *cache, const
 {
     if (!cache)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: cache is NULL", op);
-    if (cache->size == 0)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "%s: cache->size is 0; set it to sizeof(trit_kv_cache)", op);
+    trit_status st = HOST_CHECK_SIZE(op, "cache", cache, trit_kv_cache);
+    if (st != TRIT_OK)
+        return st;
     trit_kv_cache c;
     memset(&c, 0, sizeof(c));
     memcpy(&c, cache, cache->size < sizeof(c) ? cache->size : sizeof(c));
-    trit_status st;
     if ((st = check_arg(op, "cache k", &c.k, s, 4)) != TRIT_OK ||
         (st = check_arg(op, "cache v", &c.v, s, 4)) != TRIT_OK)
         return st;
@@ -404,6 +415,73 @@ static trit_status check_positions(const char *op, const trit_kv_cache *c, const
     return TRIT_OK;
 }
 
+/* A run of rows [lo, hi] of one cache block that one sequence writes. */
+typedef struct block_write {
+    int64_t block, lo, hi;
+    uint32_t seq;
+} block_write;
+
+static int compare_block_writes(const void *pa, const void *pb)
+{
+    const block_write *a = pa, *b = pb;
+    if (a->block != b->block)
+        return a->block < b->block ? -1 : 1;
+    return a->lo < b->lo ? -1 : a->lo > b->lo;
+}
+
+/* Paged append: two new tokens must not land in the same block row. Block tables may share
+ * blocks (a common prefix), which is fine for reading; but if the rows one sequence appends map
+ * onto rows another sequence (or the same one, through a repeated table entry) appends, two
+ * writers race for one slot. Positions are already checked to be inside the table and pool. */
+static trit_status check_paged_writes(const char *op, const trit_kv_cache *c, const cache_shape *cs,
+                                      uint32_t n_seqs, const int32_t *q_lens,
+                                      const int32_t *start_pos)
+{
+    const int64_t p = cs->capacity;
+    size_t count = 0;
+    for (uint32_t i = 0; i < n_seqs; i++)
+        if (q_lens[i] > 0)
+            count += (size_t)((start_pos[i] + (int64_t)q_lens[i] - 1) / p - start_pos[i] / p + 1);
+    if (count < 2)
+        return TRIT_OK;
+    const trit_context *ctx = c->k.buffer->device->context;
+    block_write *w = host_calloc(ctx, count, sizeof(*w));
+    if (!w)
+        return trit_fail(TRIT_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
+    size_t n = 0;
+    for (uint32_t i = 0; i < n_seqs; i++) {
+        if (q_lens[i] <= 0)
+            continue;
+        int64_t first = start_pos[i], last = first + q_lens[i] - 1;
+        const int32_t *row = c->block_table + (int64_t)i * c->max_blocks_per_seq;
+        for (int64_t b = first / p; b <= last / p; b++) {
+            w[n].block = row[b];
+            w[n].lo = b == first / p ? first % p : 0;
+            w[n].hi = b == last / p ? last % p : p - 1;
+            w[n].seq = i;
+            n++;
+        }
+    }
+    qsort(w, n, sizeof(*w), compare_block_writes);
+    trit_status st = TRIT_OK;
+    /* Sorted by start, any two overlapping runs imply an overlapping adjacent pair. */
+    for (size_t j = 1; j < n && st == TRIT_OK; j++) {
+        if (w[j].block != w[j - 1].block || w[j].lo > w[j - 1].hi)
+            continue;
+        if (w[j].seq == w[j - 1].seq)
+            st = trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
+                           "%s: sequence %u appends twice to row %lld of cache block %lld (its "
+                           "block table repeats the block)",
+                           op, w[j].seq, (long long)w[j].lo, (long long)w[j].block);
+        else
+            st = trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
+                           "%s: sequences %u and %u both append to row %lld of cache block %lld",
+                           op, w[j - 1].seq, w[j].seq, (long long)w[j].lo, (long long)w[j].block);
+    }
+    host_free(ctx, w);
+    return st;
+}
+
 static void plugin_cache(const trit_kv_cache *cache, trit_plugin_kv_cache *out)
 {
     trit_kv_cache c;
@@ -453,9 +531,9 @@ trit_status trit_attention(trit_stream *s, const trit_tensor *q, const trit_kv_c
     trit_attention_params p;
     trit_attention_params_init(&p);
     if (params) {
-        if (params->size == 0)
-            return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                             "%s: params->size is 0; use trit_attention_params_init", op);
+        trit_status st = HOST_CHECK_SIZE(op, "params", params, trit_attention_params);
+        if (st != TRIT_OK)
+            return st;
         memcpy(&p, params, params->size < sizeof(p) ? params->size : sizeof(p));
     }
     trit_device *dev = s->device;
@@ -529,7 +607,8 @@ trit_status trit_attention(trit_stream *s, const trit_tensor *q, const trit_kv_c
     if ((st = check_supported(dev, &desc)) != TRIT_OK)
         return st;
 
-    int64_t *starts = host_alloc(dev->context, (n_seqs + 1) * sizeof(int64_t));
+    /* In size_t: n_seqs + 1 in 32 bits wraps to 0 for n_seqs = UINT32_MAX. */
+    int64_t *starts = host_alloc(dev->context, ((size_t)n_seqs + 1) * sizeof(int64_t));
     if (!starts)
         return trit_fail(TRIT_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
     starts[0] = 0;
@@ -588,9 +667,9 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
     trit_rope_params p;
     trit_rope_params_init(&p);
     if (params) {
-        if (params->size == 0)
-            return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                             "%s: params->size is 0; use trit_rope_params_init", op);
+        trit_status st = HOST_CHECK_SIZE(op, "params", params, trit_rope_params);
+        if (st != TRIT_OK)
+            return st;
         memcpy(&p, params, params->size < sizeof(p) ? params->size : sizeof(p));
     }
     trit_device *dev = s->device;
@@ -639,6 +718,10 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
             (st = check_no_overlap(op, "q", q, "cache v", &c.v)) != TRIT_OK)
             return st;
     }
+    /* The cache is this op's output: no two of its slots may share memory. */
+    if ((st = check_output_layout(op, "cache k", &c.k)) != TRIT_OK ||
+        (st = check_output_layout(op, "cache v", &c.v)) != TRIT_OK)
+        return st;
     if ((st = check_no_overlap(op, "cache k", &c.k, "k_new", k_new)) != TRIT_OK ||
         (st = check_no_overlap(op, "cache k", &c.k, "v_new", v_new)) != TRIT_OK ||
         (st = check_no_overlap(op, "cache v", &c.v, "k_new", k_new)) != TRIT_OK ||
@@ -669,6 +752,8 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
         return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
                          "%s: k_new has %lld tokens but the q_lens add up to %lld", op,
                          (long long)t, (long long)total);
+    if (cs.paged && (st = check_paged_writes(op, &c, &cs, n_seqs, q_lens, start_pos)) != TRIT_OK)
+        return st;
 
     trit_op_desc desc;
     memset(&desc, 0, sizeof(desc));
@@ -682,7 +767,8 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
     if ((st = check_supported(dev, &desc)) != TRIT_OK)
         return st;
 
-    int64_t *starts = host_alloc(dev->context, (n_seqs + 1) * sizeof(int64_t));
+    /* In size_t: n_seqs + 1 in 32 bits wraps to 0 for n_seqs = UINT32_MAX. */
+    int64_t *starts = host_alloc(dev->context, ((size_t)n_seqs + 1) * sizeof(int64_t));
     if (!starts)
         return trit_fail(TRIT_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op);
     starts[0] = 0;

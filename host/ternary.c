@@ -14,9 +14,9 @@ trit_status trit_ternary_upload(trit_device *device, const trit_ternary_desc *de
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
                          "ternary_upload: device, desc or out_ternary is NULL");
     *out_ternary = NULL;
-    if (desc->size == 0)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "ternary_upload: desc->size is 0; set it to sizeof(trit_ternary_desc)");
+    trit_status st = HOST_CHECK_SIZE("ternary_upload", "desc", desc, trit_ternary_desc);
+    if (st != TRIT_OK)
+        return st;
     trit_ternary_desc d;
     memset(&d, 0, sizeof(d));
     memcpy(&d, desc, desc->size < sizeof(d) ? desc->size : sizeof(d));
@@ -27,8 +27,7 @@ trit_status trit_ternary_upload(trit_device *device, const trit_ternary_desc *de
     trit_context *ctx = device->context;
     trit_ternary_host host;
     memset(&host, 0, sizeof(host));
-    trit_status st = trit_ternary_host_from_desc(&d, ctx->allocator.alloc ? &ctx->allocator : NULL,
-                                                 &host);
+    st = trit_ternary_host_from_desc(&d, ctx->allocator.alloc ? &ctx->allocator : NULL, &host);
     if (st != TRIT_OK)
         return st;
 
