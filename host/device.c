@@ -28,6 +28,7 @@ trit_status trit_device_get(const trit_context *ctx, uint32_t index, trit_device
     trit_clear_error();
     if (!ctx || !out_device)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "device_get: context or out_device is NULL");
+    *out_device = NULL;
     if (index >= ctx->device_count)
         return trit_fail(TRIT_ERROR_NOT_FOUND, "device_get: device %u requested but %u found",
                          index, ctx->device_count);

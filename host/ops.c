@@ -5,6 +5,7 @@
  * On failure nothing has been enqueued and no output has been written.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +309,15 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
     desc.y_dtype = y->dtype;
     desc.path = p.path;
     desc.n = (int32_t)n;
+    desc.features = (a.has_rmsnorm ? TRIT_FEATURE_RMSNORM : 0u) |
+                    (a.has_bias ? TRIT_FEATURE_BIAS : 0u) |
+                    (a.has_residual ? TRIT_FEATURE_RESIDUAL : 0u) |
+                    (a.act != TRIT_ACT_NONE ? TRIT_FEATURE_ACTIVATION : 0u) |
+                    (a.has_accumulators ? TRIT_FEATURE_ACCUMULATORS : 0u) |
+                    (w->scale_kind == TRIT_SCALE_BLOCK ||
+                             (w_up && w_up->scale_kind == TRIT_SCALE_BLOCK)
+                         ? TRIT_FEATURE_BLOCK_SCALES
+                         : 0u);
     if ((st = check_supported(dev, &desc)) != TRIT_OK)
         return st;
     return call_done(dev, dev->plugin->vt.gemv(s->state, &a));
@@ -560,6 +570,9 @@ trit_status trit_attention(trit_stream *s, const trit_tensor *q, const trit_kv_c
         return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
                          "%s: %lld query heads is not a multiple of %lld KV heads", op,
                          (long long)h, (long long)cs.n_kv_heads);
+    if (h > INT32_MAX)
+        return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: %lld heads is more than int32 holds", op,
+                         (long long)h);
     if (!isfinite(p.scale) || !isfinite(p.softcap) || p.softcap < 0 || p.window < 0 ||
         p.kv_splits < 0)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
@@ -599,6 +612,9 @@ trit_status trit_attention(trit_stream *s, const trit_tensor *q, const trit_kv_c
     memset(&desc, 0, sizeof(desc));
     desc.size = sizeof(desc);
     desc.op = TRIT_OP_ATTENTION;
+    desc.features = (p.causal ? TRIT_FEATURE_CAUSAL : 0u) | (p.window ? TRIT_FEATURE_WINDOW : 0u) |
+                    (p.softcap > 0 ? TRIT_FEATURE_SOFTCAP : 0u) |
+                    (p.alibi_slopes ? TRIT_FEATURE_ALIBI : 0u) | (p.sinks ? TRIT_FEATURE_SINKS : 0u);
     desc.x_dtype = q->dtype;
     desc.y_dtype = out->dtype;
     desc.kv_dtype = c.k.dtype;
@@ -712,6 +728,9 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
             return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
                              "%s: %lld query heads is not a multiple of %lld KV heads", op,
                              (long long)h, (long long)hkv);
+        if (h > INT32_MAX)
+            return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: %lld heads is more than int32 holds",
+                             op, (long long)h);
         if ((st = check_no_overlap(op, "q", q, "k_new", k_new)) != TRIT_OK ||
             (st = check_no_overlap(op, "q", q, "v_new", v_new)) != TRIT_OK ||
             (st = check_no_overlap(op, "q", q, "cache k", &c.k)) != TRIT_OK ||
@@ -759,6 +778,8 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
     memset(&desc, 0, sizeof(desc));
     desc.size = sizeof(desc);
     desc.op = TRIT_OP_ROPE_KV_APPEND;
+    desc.features = (p.mode == TRIT_ROPE_NEOX ? TRIT_FEATURE_NEOX : 0u) |
+                    (rot != (int32_t)d ? TRIT_FEATURE_PARTIAL_ROTARY : 0u);
     desc.x_dtype = q ? q->dtype : k_new->dtype;
     desc.y_dtype = k_new->dtype;
     desc.kv_dtype = c.k.dtype;

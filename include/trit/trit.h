@@ -7,9 +7,12 @@
  * Conventions
  *  - Every fallible call returns a trit_status (TRIT_OK = 0) and writes results through trailing
  *    `out_` pointers. On failure, trit_last_error() returns a sentence that says what went wrong,
- *    and no output (argument or device buffer) has been written.
- *  - Optional parameters ride in structs whose first member is `size` (set it to sizeof the
- *    struct; the library reads only the members that fit, so old callers keep working).
+ *    object-creating calls set their `out_` pointer to NULL, and nothing else (no other output
+ *    argument, no device buffer) has been written.
+ *  - Optional parameters ride in structs whose first member is `size`: set it to sizeof the
+ *    struct (the *_init functions do). The library reads only the members that fit, so callers
+ *    built against an older header keep working; a size of 0, one that is not a multiple of the
+ *    struct's alignment, or one above 4096 is TRIT_ERROR_INVALID_ARGUMENT.
  *  - The library never aborts and never prints. Install a log callback to see its messages.
  *
  * Thread safety
@@ -498,7 +501,25 @@ typedef struct trit_op_desc {
     int32_t n;           /* GEMV: columns */
     int32_t head_dim;    /* attention/rope */
     int paged;           /* attention/rope */
+    uint32_t features;   /* TRIT_FEATURE_* the call uses, so a device can decline one option */
 } trit_op_desc;
+
+/* Bits of trit_op_desc.features. */
+enum {
+    TRIT_FEATURE_RMSNORM = 1u << 0,      /* GEMV prologue */
+    TRIT_FEATURE_BIAS = 1u << 1,         /* GEMV epilogue */
+    TRIT_FEATURE_RESIDUAL = 1u << 2,     /* GEMV epilogue */
+    TRIT_FEATURE_ACTIVATION = 1u << 3,   /* GEMV epilogue act != NONE */
+    TRIT_FEATURE_ACCUMULATORS = 1u << 4, /* GEMV int32 accumulator output */
+    TRIT_FEATURE_BLOCK_SCALES = 1u << 5, /* GEMV matrix with per-block scales */
+    TRIT_FEATURE_CAUSAL = 1u << 8,       /* attention */
+    TRIT_FEATURE_WINDOW = 1u << 9,
+    TRIT_FEATURE_SOFTCAP = 1u << 10,
+    TRIT_FEATURE_ALIBI = 1u << 11,
+    TRIT_FEATURE_SINKS = 1u << 12,
+    TRIT_FEATURE_NEOX = 1u << 16,        /* RoPE mode */
+    TRIT_FEATURE_PARTIAL_ROTARY = 1u << 17,
+};
 
 /* Sets *out_supported to 1 if `device` can run the op described, else 0 and, when non-NULL,
  * writes a reason into `reason` (at most `reason_size` bytes, NUL-terminated). */

@@ -14,7 +14,16 @@
  *  - The host loads a plugin when plugin.abi_version >= TRIT_PLUGIN_ABI_OLDEST and
  *    plugin.abi_min_host <= TRIT_PLUGIN_ABI_VERSION. Slots past min(sizes) are treated as NULL.
  *  - A NULL op slot means "not implemented": the host reports TRIT_ERROR_UNSUPPORTED, and
- *    `supports` is asked before every op, so a plugin never sees an op it declined.
+ *    `supports` is asked before every op (with the options the call uses in desc->features), so
+ *    a plugin never sees an op or option it declined.
+ *  - Every vtable slot after the fixed header is one function pointer wide; a reported size that
+ *    ends inside a slot is rounded down to the slot boundary.
+ *  - trit_plugin_tensor and trit_plugin_kv_cache are embedded by value in the sized args
+ *    structs and are frozen for ABI 1: changing them needs a new args struct (a new slot).
+ *  - A plugin has at most 1024 devices (more is treated as a broken plugin and skipped).
+ *  - set_error records the sentence for the calling thread: call it from the thread that called
+ *    into the plugin, not from a worker, before returning the error.
+ *  - The int32 fields of the args structs (heads, head dim, positions) are guaranteed to fit.
  *
  * Division of labour: the host validates every argument (pointers, shapes, dtypes, bounds,
  * devices, overflow) before calling a plugin op, so plugins receive only well-formed requests;
