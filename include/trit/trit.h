@@ -136,7 +136,7 @@ typedef enum trit_plugin_state {
 
 typedef struct trit_plugin_info {
     size_t size;           /* sizeof(trit_plugin_info), set by the caller */
-    char name[32];         /* "cpu", "vulkan", ... (file name if the plugin never said) */
+    char name[32];         /* <name> of the file libtrit-plugin-<name>.so: "cpu", "vulkan" */
     char path[512];        /* file it was loaded from */
     trit_plugin_state state;
     uint32_t abi_version;  /* the ABI the plugin declared (0 if unknown) */
