@@ -8,6 +8,7 @@
  * stealing a core) does not hold the others back.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -79,8 +80,11 @@ static void *pool_worker(void *p)
             unsigned spins = 0;
             while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen) {
                 CPU_RELAX();
-                if ((++spins & 255) == 0 && now_ns() - start > POOL_SPIN_NS)
-                    break;
+                if ((++spins & 255) == 0) {
+                    if (now_ns() - start > POOL_SPIN_NS)
+                        break;
+                    sched_yield(); /* let a descheduled thread of this pool or another run */
+                }
             }
             if (gen == seen) {
                 pthread_mutex_lock(&pool->mutex);
@@ -191,6 +195,13 @@ void cpu_pool_run(cpu_pool *pool, int64_t n_items, int64_t grain, cpu_task_fn fn
         pthread_mutex_unlock(&pool->mutex);
     }
     pool_work(pool, 0);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
-        CPU_RELAX();
+    /* A worker still holding a chunk may have been descheduled (more runnable threads than
+     * cores); after a short spin, yield so that it can run on this core. */
+    unsigned spins = 0;
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
+        if (++spins < 4096)
+            CPU_RELAX();
+        else
+            sched_yield();
+    }
 }
