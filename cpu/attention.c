@@ -53,7 +53,7 @@ static void load_rows_portable(float *dst, const void *const *src, int n, int d,
         if (dt == TRIT_DTYPE_F16) {
             const uint16_t *h = src[r];
             for (int i = 0; i < d; i++)
-                o[i] = mul * attn_half_to_float(h[i]);
+                o[i] = mul * cpu_half_to_float(h[i]);
         } else {
             const float *f = src[r];
             for (int i = 0; i < d; i++)
@@ -68,7 +68,7 @@ static void widen_row(float *dst, const void *row, trit_dtype dt, int d)
     if (dt == TRIT_DTYPE_F16) {
         const uint16_t *h = row;
         for (int i = 0; i < d; i++)
-            dst[i] = attn_half_to_float(h[i]);
+            dst[i] = cpu_half_to_float(h[i]);
     } else {
         memcpy(dst, row, (size_t)d * sizeof(float));
     }
@@ -153,7 +153,7 @@ static void store_row_portable(void *dst, const float *src, int d, trit_dtype dt
     if (dt == TRIT_DTYPE_F16) {
         uint16_t *h = dst;
         for (int i = 0; i < d; i++)
-            h[i] = attn_float_to_half(mul * src[i]);
+            h[i] = cpu_float_to_half(mul * src[i]);
     } else {
         float *f = dst;
         for (int i = 0; i < d; i++)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cpu.h"
+#include "half.h"
 
 /* Keys in a tile are padded to this many (the widest score block is 1 x 16). */
 #define ATTN_KEY_PAD 16
@@ -53,54 +54,5 @@ extern const attn_kernels attn_kernels_avx512; /* only when dev->isa == CPU_ISA_
 
 /* The table for the ISA the device chose at init (also used by rope.c for its conversions). */
 const attn_kernels *attn_kernels_select(const cpu_device *dev);
-
-/* IEEE binary16 <-> binary32, round to nearest even, NaN and infinities kept. Branch-free so
- * that loops over rows vectorise in the portable kernels. */
-static inline float attn_half_to_float(uint16_t h)
-{
-    /* Exponent and mantissa moved into f32 position, then rebiased by one exact multiply by
-     * 2^112, which also normalises subnormal halves. */
-    union {
-        uint32_t u;
-        float f;
-    } x, y;
-    uint32_t em = h & 0x7fffu;
-    x.u = em << 13;
-    y.f = x.f * 0x1p112f;
-    uint32_t special = 0u - (uint32_t)(em >= 0x7c00u); /* all ones for infinity or NaN */
-    uint32_t bits = (special & (0x7f800000u | (em << 13))) | (~special & y.u);
-    x.u = bits | (uint32_t)(h & 0x8000u) << 16;
-    return x.f;
-}
-
-static inline uint16_t attn_float_to_half(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) /* inf or NaN (keep NaN quiet) */
-        return (uint16_t)(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0));
-    if (ax >= 0x477ff000u) /* rounds to >= 65520: overflow */
-        return (uint16_t)(sign | 0x7c00u);
-    if (ax < 0x38800000u) {
-        /* Result is subnormal or zero: round |f| * 2^24 to an integer, ties to even. */
-        float a;
-        memcpy(&a, &ax, 4);
-        float scaled = a * 16777216.0f; /* exact: a power-of-two scale of a small value */
-        uint32_t i = (uint32_t)scaled;
-        float frac = scaled - (float)i;
-        if (frac > 0.5f || (frac == 0.5f && (i & 1u)))
-            i++;
-        return (uint16_t)(sign | i);
-    }
-    uint32_t mant = ax & 0x7fffffu;
-    uint32_t exp = (ax >> 23) - 112u;
-    uint32_t h = (exp << 10) | (mant >> 13);
-    uint32_t rest = mant & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (h & 1u)))
-        h++; /* a carry into the exponent is the correct rounding */
-    return (uint16_t)(sign | h);
-}
 
 #endif /* TRIT_CPU_ATTENTION_H */

@@ -33,65 +33,18 @@
 
 #include "cpu.h"
 #include "gemv.h"
-
-/* Portable f16 <-> f32 (IEEE binary16, round to nearest even). */
-static float gemv_half_to_float(uint16_t h)
-{
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    const uint32_t em = h & 0x7fffu;
-    uint32_t bits;
-    if (em >= 0x7c00u) {
-        bits = sign | 0x7f800000u | ((em & 0x3ffu) << 13);
-    } else {
-        /* Shifted into place the value is 2^-112 too small; the multiply also normalises
-         * subnormal halves exactly. */
-        uint32_t b = em << 13;
-        float f;
-        memcpy(&f, &b, 4);
-        f *= 5.192296858534828e+33f; /* 2^112 */
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
-static uint16_t gemv_float_to_half(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) /* inf, NaN (kept quiet) */
-        return sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u);
-    if (ax >= 0x477ff000u) /* rounds to >= 65520: inf */
-        return sign | 0x7c00u;
-    if (ax < 0x38800000u) {
-        /* Subnormal half: adding 0.5 puts the half's ulp (2^-24) at the float's ulp, so the
-         * float addition does the rounding. */
-        float v;
-        memcpy(&v, &ax, 4);
-        v += 0.5f;
-        uint32_t b;
-        memcpy(&b, &v, 4);
-        return sign | (uint16_t)(b - 0x3f000000u);
-    }
-    const uint32_t odd = (ax >> 13) & 1u;
-    ax += 0xc8000000u + 0xfffu + odd; /* rebias exponent (-112 << 23, mod 2^32) and round */
-    return sign | (uint16_t)(ax >> 13);
-}
+#include "half.h"
 
 static void gemv_f16_load(float *dst, const uint16_t *src, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        dst[i] = gemv_half_to_float(src[i]);
+        dst[i] = cpu_half_to_float(src[i]);
 }
 
 static void gemv_f16_store(uint16_t *dst, const float *src, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
-        dst[i] = gemv_float_to_half(src[i]);
+        dst[i] = cpu_float_to_half(src[i]);
 }
 
 /* sum over one 256-weight chunk of code * q (|result| <= 256 * 2 * 128). */

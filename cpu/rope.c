@@ -43,7 +43,7 @@ static void write_prefix(void *dst, const float *src, int n, trit_dtype dt)
     if (dt == TRIT_DTYPE_F16) {
         uint16_t *h = dst;
         for (int i = 0; i < n; i++)
-            h[i] = attn_float_to_half(src[i]);
+            h[i] = cpu_float_to_half(src[i]);
     } else {
         memcpy(dst, src, (size_t)n * sizeof(float));
     }
