@@ -38,8 +38,8 @@ struct cpu_pool {
     void *ctx;
     int64_t n_items;
     int64_t chunk;
-    _Atomic int64_t next;    /* next item to hand out */
-    _Atomic int pending;     /* workers that have not finished the job */
+    _Atomic int64_t next; /* next item to hand out */
+    _Atomic int pending;  /* workers that have not finished the job */
 };
 
 static uint64_t now_ns(void)

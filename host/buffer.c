@@ -17,10 +17,11 @@ trit_status trit_buffer_alloc(trit_device *device, uint64_t bytes, trit_buffer *
     if (bytes == 0)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "buffer_alloc: size is 0 bytes");
     if (device->info.max_buffer_bytes && bytes > device->info.max_buffer_bytes)
-        return trit_fail(TRIT_ERROR_OUT_OF_MEMORY,
-                         "%s: buffer of %llu bytes exceeds the device's largest buffer (%llu bytes)",
-                         device->label, (unsigned long long)bytes,
-                         (unsigned long long)device->info.max_buffer_bytes);
+        return trit_fail(
+            TRIT_ERROR_OUT_OF_MEMORY,
+            "%s: buffer of %llu bytes exceeds the device's largest buffer (%llu bytes)",
+            device->label, (unsigned long long)bytes,
+            (unsigned long long)device->info.max_buffer_bytes);
     trit_context *ctx = device->context;
     trit_buffer *b = host_calloc(ctx, 1, sizeof(*b));
     if (!b)
@@ -66,8 +67,8 @@ static trit_status check_range(const char *op, const char *what, const trit_buff
 {
     uint64_t end;
     if (!host_add_u64(offset, bytes, &end))
-        return trit_fail(TRIT_ERROR_OVERFLOW, "%s: %s offset %llu + %llu bytes overflows", op,
-                         what, (unsigned long long)offset, (unsigned long long)bytes);
+        return trit_fail(TRIT_ERROR_OVERFLOW, "%s: %s offset %llu + %llu bytes overflows", op, what,
+                         (unsigned long long)offset, (unsigned long long)bytes);
     if (end > b->bytes)
         return trit_fail(TRIT_ERROR_OUT_OF_BOUNDS,
                          "%s: %s range [%llu, %llu) is past the end of its %llu-byte buffer", op,
@@ -89,7 +90,8 @@ trit_status trit_buffer_upload(trit_stream *s, trit_buffer *dst, uint64_t dst_of
 {
     trit_clear_error();
     if (!s || !dst || (!src && bytes))
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "buffer_upload: stream, buffer or src is NULL");
+        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
+                         "buffer_upload: stream, buffer or src is NULL");
     trit_status st = check_stream_device("buffer_upload", s, dst);
     if (st == TRIT_OK)
         st = check_range("buffer_upload", "destination", dst, dst_offset, bytes);
@@ -142,12 +144,14 @@ static trit_status staged_copy(trit_stream *s, const trit_buffer *src, uint64_t 
     void *dst_ptr = host_visible(dst);
     if (src_ptr) {
         if ((st = trit_stream_sync(src_stream)) == TRIT_OK)
-            st = trit_buffer_upload(dst_stream, dst, dst_offset, (char *)src_ptr + src_offset, bytes);
+            st = trit_buffer_upload(dst_stream, dst, dst_offset, (char *)src_ptr + src_offset,
+                                    bytes);
         if (st == TRIT_OK)
             st = trit_stream_sync(dst_stream);
     } else if (dst_ptr) {
         if ((st = trit_stream_sync(dst_stream)) == TRIT_OK)
-            st = trit_buffer_download(src_stream, src, src_offset, (char *)dst_ptr + dst_offset, bytes);
+            st = trit_buffer_download(src_stream, src, src_offset, (char *)dst_ptr + dst_offset,
+                                      bytes);
         if (st == TRIT_OK)
             st = trit_stream_sync(src_stream);
     } else {

@@ -156,15 +156,15 @@ trit_status trit_context_create(const trit_context_options *options, trit_contex
         trit_status st = HOST_CHECK_SIZE("context", "options", options, trit_context_options);
         if (st != TRIT_OK)
             return st;
-        memcpy(&opts, options,
-               options->size < sizeof(opts) ? options->size : sizeof(opts));
+        memcpy(&opts, options, options->size < sizeof(opts) ? options->size : sizeof(opts));
     }
     if ((opts.allocator.alloc == NULL) != (opts.allocator.free == NULL))
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
                          "context: allocator needs both alloc and free (or neither)");
 
-    trit_context *ctx = opts.allocator.alloc ? opts.allocator.alloc(opts.allocator.user, sizeof(*ctx))
-                                             : malloc(sizeof(*ctx));
+    trit_context *ctx = opts.allocator.alloc
+                            ? opts.allocator.alloc(opts.allocator.user, sizeof(*ctx))
+                            : malloc(sizeof(*ctx));
     if (!ctx)
         return trit_fail(TRIT_ERROR_OUT_OF_MEMORY, "context: out of host memory");
     memset(ctx, 0, sizeof(*ctx));
@@ -233,7 +233,8 @@ trit_status trit_context_plugin_info(const trit_context *ctx, uint32_t index,
     if (index >= ctx->plugin_count)
         return trit_fail(TRIT_ERROR_NOT_FOUND, "plugin_info: index %u but only %u plugins", index,
                          ctx->plugin_count);
-    size_t n = out_info->size < sizeof(trit_plugin_info) ? out_info->size : sizeof(trit_plugin_info);
+    size_t n =
+        out_info->size < sizeof(trit_plugin_info) ? out_info->size : sizeof(trit_plugin_info);
     trit_plugin_info info = ctx->plugins[index].info;
     info.size = out_info->size;
     memcpy(out_info, &info, n);

@@ -44,7 +44,8 @@ trit_status trit_device_get_info(const trit_device *device, trit_device_info *ou
     trit_status st = HOST_CHECK_SIZE("device_info", "out_info", out_info, trit_device_info);
     if (st != TRIT_OK)
         return st;
-    size_t n = out_info->size < sizeof(trit_device_info) ? out_info->size : sizeof(trit_device_info);
+    size_t n =
+        out_info->size < sizeof(trit_device_info) ? out_info->size : sizeof(trit_device_info);
     trit_device_info info = device->info;
     info.size = out_info->size;
     memcpy(out_info, &info, n);

@@ -16,11 +16,14 @@ const char *trit_status_string(trit_status status)
     switch (status) {
     case TRIT_OK: return "TRIT_OK: success";
     case TRIT_ERROR_INVALID_ARGUMENT: return "TRIT_ERROR_INVALID_ARGUMENT: invalid argument";
-    case TRIT_ERROR_SHAPE_MISMATCH: return "TRIT_ERROR_SHAPE_MISMATCH: tensor shapes do not fit together";
+    case TRIT_ERROR_SHAPE_MISMATCH:
+        return "TRIT_ERROR_SHAPE_MISMATCH: tensor shapes do not fit together";
     case TRIT_ERROR_UNSUPPORTED: return "TRIT_ERROR_UNSUPPORTED: not supported by the device";
     case TRIT_ERROR_OUT_OF_MEMORY: return "TRIT_ERROR_OUT_OF_MEMORY: out of memory";
-    case TRIT_ERROR_OUT_OF_BOUNDS: return "TRIT_ERROR_OUT_OF_BOUNDS: access past the end of a buffer";
-    case TRIT_ERROR_WRONG_DEVICE: return "TRIT_ERROR_WRONG_DEVICE: object belongs to another device";
+    case TRIT_ERROR_OUT_OF_BOUNDS:
+        return "TRIT_ERROR_OUT_OF_BOUNDS: access past the end of a buffer";
+    case TRIT_ERROR_WRONG_DEVICE:
+        return "TRIT_ERROR_WRONG_DEVICE: object belongs to another device";
     case TRIT_ERROR_OVERFLOW: return "TRIT_ERROR_OVERFLOW: size overflows";
     case TRIT_ERROR_BAD_FORMAT: return "TRIT_ERROR_BAD_FORMAT: malformed data";
     case TRIT_ERROR_PLUGIN: return "TRIT_ERROR_PLUGIN: plugin failed";

@@ -11,7 +11,8 @@
 void trit_set_error(trit_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* trit_set_error, then returns `status`. */
-trit_status trit_fail(trit_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+trit_status trit_fail(trit_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Clears the sentence (called on entry by public functions that can fail). */
 void trit_clear_error(void);

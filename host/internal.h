@@ -17,7 +17,7 @@
 
 typedef struct host_plugin {
     trit_context *context;
-    void *library; /* dlopen handle, NULL for a skipped plugin that never opened */
+    void *library;         /* dlopen handle, NULL for a skipped plugin that never opened */
     trit_plugin_vtable vt; /* zero-filled past what the plugin provided */
     trit_plugin_host host; /* the services handed to the plugin */
     void *state;           /* from vt.init */
@@ -40,10 +40,10 @@ typedef struct host_object {
 struct trit_device {
     trit_context *context;
     host_plugin *plugin;
-    void *state; /* plugin device handle */
-    uint32_t index;      /* global index */
+    void *state;    /* plugin device handle */
+    uint32_t index; /* global index */
     uint32_t index_in_backend;
-    char label[48];      /* "cpu:0" */
+    char label[48]; /* "cpu:0" */
     trit_device_info info;
 };
 
@@ -76,7 +76,7 @@ struct trit_ternary {
 };
 
 typedef struct host_option {
-    char *key;   /* "cpu.threads" */
+    char *key; /* "cpu.threads" */
     char *value;
 } host_option;
 

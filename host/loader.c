@@ -62,8 +62,7 @@ static const char *plugin_get_option(void *user, const char *key)
             strcmp(ctx->env_options[i].value, value) == 0)
             result = ctx->env_options[i].value;
     if (!result) {
-        host_option *grown =
-            host_alloc(ctx, (ctx->env_option_count + 1) * sizeof(host_option));
+        host_option *grown = host_alloc(ctx, (ctx->env_option_count + 1) * sizeof(host_option));
         char *k = host_strdup(ctx, full), *v = host_strdup(ctx, value);
         if (grown && k && v) {
             if (ctx->env_option_count)
@@ -125,8 +124,8 @@ static int name_selected(const char *filter, const char *name)
     return 0;
 }
 
-static int candidate_add(trit_context *ctx, candidate_list *list, const char *dir,
-                         const char *file, const char *filter)
+static int candidate_add(trit_context *ctx, candidate_list *list, const char *dir, const char *file,
+                         const char *filter)
 {
     size_t flen = strlen(file), plen = strlen(PLUGIN_PREFIX), slen = strlen(PLUGIN_SUFFIX);
     if (flen <= plen + slen || strncmp(file, PLUGIN_PREFIX, plen) != 0 ||
@@ -308,20 +307,34 @@ static void load_one(trit_context *ctx, host_plugin *p, const candidate *c)
             host_log(ctx, TRIT_LOG_DEBUG, "plugin %s calls itself %s", c->path, vt.name);
     }
     const char *missing = NULL;
-    if (!vt.init) missing = "init";
-    else if (!vt.shutdown) missing = "shutdown";
-    else if (!vt.device_count) missing = "device_count";
-    else if (!vt.device_open) missing = "device_open";
-    else if (!vt.device_close) missing = "device_close";
-    else if (!vt.device_info) missing = "device_info";
-    else if (!vt.supports) missing = "supports";
-    else if (!vt.buffer_alloc) missing = "buffer_alloc";
-    else if (!vt.buffer_free) missing = "buffer_free";
-    else if (!vt.stream_create) missing = "stream_create";
-    else if (!vt.stream_destroy) missing = "stream_destroy";
-    else if (!vt.stream_sync) missing = "stream_sync";
-    else if (!vt.buffer_upload) missing = "buffer_upload";
-    else if (!vt.buffer_download) missing = "buffer_download";
+    if (!vt.init)
+        missing = "init";
+    else if (!vt.shutdown)
+        missing = "shutdown";
+    else if (!vt.device_count)
+        missing = "device_count";
+    else if (!vt.device_open)
+        missing = "device_open";
+    else if (!vt.device_close)
+        missing = "device_close";
+    else if (!vt.device_info)
+        missing = "device_info";
+    else if (!vt.supports)
+        missing = "supports";
+    else if (!vt.buffer_alloc)
+        missing = "buffer_alloc";
+    else if (!vt.buffer_free)
+        missing = "buffer_free";
+    else if (!vt.stream_create)
+        missing = "stream_create";
+    else if (!vt.stream_destroy)
+        missing = "stream_destroy";
+    else if (!vt.stream_sync)
+        missing = "stream_sync";
+    else if (!vt.buffer_upload)
+        missing = "buffer_upload";
+    else if (!vt.buffer_download)
+        missing = "buffer_download";
     if (missing) {
         skip(p, "vtable lacks the required slot %s%s", missing, NULL);
         goto fail;
@@ -384,7 +397,8 @@ trit_status host_load_plugins(trit_context *ctx, const trit_context_options *opt
         ok = scan_dir(ctx, &list, libdir, options->plugins);
     if (!ok) {
         host_free(ctx, list.items);
-        return trit_fail(TRIT_ERROR_OUT_OF_MEMORY, "context: out of host memory while scanning plugins");
+        return trit_fail(TRIT_ERROR_OUT_OF_MEMORY,
+                         "context: out of host memory while scanning plugins");
     }
 
     if (list.count) {

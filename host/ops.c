@@ -138,9 +138,9 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
                          "%s: the up matrix is on %s but the stream is on %s", op,
                          w_up->device->label, dev->label);
     if (w_up && (w_up->rows != w->rows || w_up->cols != w->cols))
-        return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
-                         "%s: gate is %lldx%lld but up is %lldx%lld", op, (long long)w->rows,
-                         (long long)w->cols, (long long)w_up->rows, (long long)w_up->cols);
+        return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: gate is %lldx%lld but up is %lldx%lld", op,
+                         (long long)w->rows, (long long)w->cols, (long long)w_up->rows,
+                         (long long)w_up->cols);
 
     trit_status st = host_check_tensor(op, "x", x);
     if (st == TRIT_OK)
@@ -158,8 +158,9 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
     int64_t k = x->shape[x->rank - 1], m = y->shape[y->rank - 1];
     int64_t n = x->rank == 2 ? x->shape[0] : 1, ny = y->rank == 2 ? y->shape[0] : 1;
     if (k != w->cols)
-        return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: x has %lld columns but the matrix has %lld",
-                         op, (long long)k, (long long)w->cols);
+        return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
+                         "%s: x has %lld columns but the matrix has %lld", op, (long long)k,
+                         (long long)w->cols);
     if (m != w->rows)
         return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
                          "%s: y has %lld columns but the matrix has %lld rows", op, (long long)m,
@@ -237,8 +238,8 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
             return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: bias must be f32, not %s", op,
                              trit_dtype_name(p.bias->dtype));
         if (p.bias->shape[0] != m)
-            return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: bias has %lld entries, M is %lld",
-                             op, (long long)p.bias->shape[0], (long long)m);
+            return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: bias has %lld entries, M is %lld", op,
+                             (long long)p.bias->shape[0], (long long)m);
         if ((st = check_no_overlap(op, "y", y, "bias", p.bias)) != TRIT_OK)
             return st;
         a.has_bias = 1;
@@ -287,8 +288,8 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
             return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: accumulators must be i32, not %s", op,
                              trit_dtype_name(acc->dtype));
         if (acc->shape[0] != n || acc->shape[1] != m)
-            return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: accumulators must be [%lld, %lld]",
-                             op, (long long)n, (long long)m);
+            return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: accumulators must be [%lld, %lld]", op,
+                             (long long)n, (long long)m);
         if ((st = check_output_layout(op, "accumulators", acc)) != TRIT_OK ||
             (st = check_no_overlap(op, "accumulators", acc, "x", x)) != TRIT_OK ||
             (st = check_no_overlap(op, "accumulators", acc, "y", y)) != TRIT_OK ||
@@ -309,15 +310,14 @@ static trit_status gemv_common(const char *op, trit_stream *s, const trit_ternar
     desc.y_dtype = y->dtype;
     desc.path = p.path;
     desc.n = (int32_t)n;
-    desc.features = (a.has_rmsnorm ? TRIT_FEATURE_RMSNORM : 0u) |
-                    (a.has_bias ? TRIT_FEATURE_BIAS : 0u) |
-                    (a.has_residual ? TRIT_FEATURE_RESIDUAL : 0u) |
-                    (a.act != TRIT_ACT_NONE ? TRIT_FEATURE_ACTIVATION : 0u) |
-                    (a.has_accumulators ? TRIT_FEATURE_ACCUMULATORS : 0u) |
-                    (w->scale_kind == TRIT_SCALE_BLOCK ||
-                             (w_up && w_up->scale_kind == TRIT_SCALE_BLOCK)
-                         ? TRIT_FEATURE_BLOCK_SCALES
-                         : 0u);
+    desc.features =
+        (a.has_rmsnorm ? TRIT_FEATURE_RMSNORM : 0u) | (a.has_bias ? TRIT_FEATURE_BIAS : 0u) |
+        (a.has_residual ? TRIT_FEATURE_RESIDUAL : 0u) |
+        (a.act != TRIT_ACT_NONE ? TRIT_FEATURE_ACTIVATION : 0u) |
+        (a.has_accumulators ? TRIT_FEATURE_ACCUMULATORS : 0u) |
+        (w->scale_kind == TRIT_SCALE_BLOCK || (w_up && w_up->scale_kind == TRIT_SCALE_BLOCK)
+             ? TRIT_FEATURE_BLOCK_SCALES
+             : 0u);
     if ((st = check_supported(dev, &desc)) != TRIT_OK)
         return st;
     return call_done(dev, dev->plugin->vt.gemv(s->state, &a));
@@ -385,9 +385,8 @@ static trit_status check_cache(const char *op, const trit_kv_cache *cache, const
             return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: max_blocks_per_seq is %d", op,
                              (int)c.max_blocks_per_seq);
         if (out->capacity < 16 || out->capacity > 256)
-            return trit_fail(TRIT_ERROR_UNSUPPORTED,
-                             "%s: paged block size %lld is outside 16..256", op,
-                             (long long)out->capacity);
+            return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: paged block size %lld is outside 16..256",
+                             op, (long long)out->capacity);
     } else if (out->seqs_or_blocks < (int64_t)n_seqs) {
         return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
                          "%s: the contiguous cache holds %lld sequences but %u were given", op,
@@ -551,14 +550,16 @@ trit_status trit_attention(trit_stream *s, const trit_tensor *q, const trit_kv_c
     cache_shape cs;
     if ((st = check_arg(op, "q", q, s, 3)) != TRIT_OK ||
         (st = check_arg(op, "out", out, s, 3)) != TRIT_OK ||
-        (st = check_float(op, "q", q)) != TRIT_OK || (st = check_float(op, "out", out)) != TRIT_OK ||
+        (st = check_float(op, "q", q)) != TRIT_OK ||
+        (st = check_float(op, "out", out)) != TRIT_OK ||
         (st = check_cache(op, cache, s, n_seqs, &cs)) != TRIT_OK)
         return st;
     trit_kv_cache c = cache_copy(cache);
     int64_t t = q->shape[0], h = q->shape[1], d = q->shape[2];
     if (out->shape[0] != t || out->shape[1] != h || out->shape[2] != d)
-        return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: out must have q's shape [%lld, %lld, %lld]",
-                         op, (long long)t, (long long)h, (long long)d);
+        return trit_fail(TRIT_ERROR_SHAPE_MISMATCH,
+                         "%s: out must have q's shape [%lld, %lld, %lld]", op, (long long)t,
+                         (long long)h, (long long)d);
     if (cs.head_dim != d)
         return trit_fail(TRIT_ERROR_SHAPE_MISMATCH, "%s: q head dim %lld but cache head dim %lld",
                          op, (long long)d, (long long)cs.head_dim);
@@ -614,7 +615,8 @@ trit_status trit_attention(trit_stream *s, const trit_tensor *q, const trit_kv_c
     desc.op = TRIT_OP_ATTENTION;
     desc.features = (p.causal ? TRIT_FEATURE_CAUSAL : 0u) | (p.window ? TRIT_FEATURE_WINDOW : 0u) |
                     (p.softcap > 0 ? TRIT_FEATURE_SOFTCAP : 0u) |
-                    (p.alibi_slopes ? TRIT_FEATURE_ALIBI : 0u) | (p.sinks ? TRIT_FEATURE_SINKS : 0u);
+                    (p.alibi_slopes ? TRIT_FEATURE_ALIBI : 0u) |
+                    (p.sinks ? TRIT_FEATURE_SINKS : 0u);
     desc.x_dtype = q->dtype;
     desc.y_dtype = out->dtype;
     desc.kv_dtype = c.k.dtype;
@@ -729,8 +731,8 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
                              "%s: %lld query heads is not a multiple of %lld KV heads", op,
                              (long long)h, (long long)hkv);
         if (h > INT32_MAX)
-            return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: %lld heads is more than int32 holds",
-                             op, (long long)h);
+            return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: %lld heads is more than int32 holds", op,
+                             (long long)h);
         if ((st = check_no_overlap(op, "q", q, "k_new", k_new)) != TRIT_OK ||
             (st = check_no_overlap(op, "q", q, "v_new", v_new)) != TRIT_OK ||
             (st = check_no_overlap(op, "q", q, "cache k", &c.k)) != TRIT_OK ||
@@ -753,9 +755,8 @@ trit_status trit_rope_kv_append(trit_stream *s, trit_tensor *q, const trit_tenso
                          (double)p.base);
     int32_t rot = p.rot_dims ? p.rot_dims : (int32_t)d;
     if (rot < 2 || rot > d || rot % 2 != 0)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                         "%s: rot_dims %d must be even and in 2..%lld", op, (int)p.rot_dims,
-                         (long long)d);
+        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "%s: rot_dims %d must be even and in 2..%lld",
+                         op, (int)p.rot_dims, (long long)d);
     int64_t total = 0;
     for (uint32_t i = 0; i < n_seqs; i++) {
         if (q_lens[i] < 0 || start_pos[i] < 0)

@@ -10,7 +10,8 @@ trit_status trit_stream_create(trit_device *device, trit_stream **out_stream)
 {
     trit_clear_error();
     if (!device || !out_stream)
-        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "stream_create: device or out_stream is NULL");
+        return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
+                         "stream_create: device or out_stream is NULL");
     *out_stream = NULL;
     trit_context *ctx = device->context;
     trit_stream *s = host_calloc(ctx, 1, sizeof(*s));
@@ -69,8 +70,8 @@ trit_status trit_event_create(trit_device *device, trit_event **out_event)
         return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "event_create: device or out_event is NULL");
     *out_event = NULL;
     if (!events_supported(device))
-        return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: the %s plugin has no events",
-                         device->label, device->plugin->info.name);
+        return trit_fail(TRIT_ERROR_UNSUPPORTED, "%s: the %s plugin has no events", device->label,
+                         device->plugin->info.name);
     trit_context *ctx = device->context;
     trit_event *e = host_calloc(ctx, 1, sizeof(*e));
     if (!e)

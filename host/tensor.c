@@ -64,15 +64,13 @@ static trit_status check_view(const char *op, const char *what, const trit_buffe
         !host_add_u64(end, offset, &end))
         return trit_fail(TRIT_ERROR_OVERFLOW, "%s: %s extent overflows 64 bits", op, what);
     if (end > buffer->bytes)
-        return trit_fail(TRIT_ERROR_OUT_OF_BOUNDS,
-                         "%s: %s reaches byte %llu of a %llu-byte buffer", op, what,
-                         (unsigned long long)end, (unsigned long long)buffer->bytes);
+        return trit_fail(TRIT_ERROR_OUT_OF_BOUNDS, "%s: %s reaches byte %llu of a %llu-byte buffer",
+                         op, what, (unsigned long long)end, (unsigned long long)buffer->bytes);
     return TRIT_OK;
 }
 
-trit_status trit_tensor_make(trit_buffer *buffer, uint64_t offset, trit_dtype dtype,
-                             uint32_t rank, const int64_t *shape, const int64_t *strides,
-                             trit_tensor *out_tensor)
+trit_status trit_tensor_make(trit_buffer *buffer, uint64_t offset, trit_dtype dtype, uint32_t rank,
+                             const int64_t *shape, const int64_t *strides, trit_tensor *out_tensor)
 {
     trit_clear_error();
     if (!buffer || !shape || !out_tensor)
@@ -96,8 +94,8 @@ trit_status trit_tensor_make(trit_buffer *buffer, uint64_t offset, trit_dtype dt
         uint64_t stride = 1;
         for (uint32_t d = rank; d-- > 0;) {
             if (shape[d] < 1)
-                return trit_fail(TRIT_ERROR_INVALID_ARGUMENT,
-                                 "tensor_make: extent %lld in dim %u", (long long)shape[d], d);
+                return trit_fail(TRIT_ERROR_INVALID_ARGUMENT, "tensor_make: extent %lld in dim %u",
+                                 (long long)shape[d], d);
             if (stride > (uint64_t)INT64_MAX)
                 return trit_fail(TRIT_ERROR_OVERFLOW, "tensor_make: shape overflows 64 bits");
             t.strides[d] = (int64_t)stride;
@@ -105,8 +103,8 @@ trit_status trit_tensor_make(trit_buffer *buffer, uint64_t offset, trit_dtype dt
                 return trit_fail(TRIT_ERROR_OVERFLOW, "tensor_make: shape overflows 64 bits");
         }
     }
-    trit_status st = check_view("tensor_make", "tensor", buffer, offset, dtype, rank, t.shape,
-                                t.strides);
+    trit_status st =
+        check_view("tensor_make", "tensor", buffer, offset, dtype, rank, t.shape, t.strides);
     if (st != TRIT_OK)
         return st;
     *out_tensor = t;

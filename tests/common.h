@@ -18,7 +18,7 @@
 
 #define TRIT_ASSERT_OK(expr)                                                                       \
     do {                                                                                           \
-        trit_status trit_assert_status_ = (expr);                                                 \
+        trit_status trit_assert_status_ = (expr);                                                  \
         ASSERT_EQ(TRIT_OK, trit_assert_status_)                                                    \
             << #expr << " -> " << trit_status_string(trit_assert_status_) << ": "                  \
             << trit_last_error();                                                                  \
@@ -26,7 +26,7 @@
 
 #define TRIT_EXPECT_OK(expr)                                                                       \
     do {                                                                                           \
-        trit_status trit_expect_status_ = (expr);                                                 \
+        trit_status trit_expect_status_ = (expr);                                                  \
         EXPECT_EQ(TRIT_OK, trit_expect_status_)                                                    \
             << #expr << " -> " << trit_status_string(trit_expect_status_) << ": "                  \
             << trit_last_error();                                                                  \
@@ -55,10 +55,14 @@ struct Stream {
 struct Buffer {
     trit_buffer *b = nullptr;
     Buffer() = default;
-    Buffer(trit_device *dev, uint64_t bytes) { EXPECT_EQ(TRIT_OK, trit_buffer_alloc(dev, bytes, &b)); }
+    Buffer(trit_device *dev, uint64_t bytes)
+    {
+        EXPECT_EQ(TRIT_OK, trit_buffer_alloc(dev, bytes, &b));
+    }
     ~Buffer() { trit_buffer_free(b); }
     Buffer(Buffer &&o) noexcept : b(o.b) { o.b = nullptr; }
-    Buffer &operator=(Buffer &&o) noexcept {
+    Buffer &operator=(Buffer &&o) noexcept
+    {
         std::swap(b, o.b);
         return *this;
     }
@@ -82,47 +86,62 @@ struct DeviceTensor {
     trit_tensor *operator&() { return &t; }
 };
 
-inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
+inline std::vector<float> random_floats(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f)
+{
     std::mt19937_64 rng(seed);
     std::uniform_real_distribution<float> d(lo, hi);
     std::vector<float> v(n);
-    for (auto &x : v) x = d(rng);
+    for (auto &x : v)
+        x = d(rng);
     return v;
 }
 
 // Ternary weights with roughly a third of each value (never all zeros).
-inline std::vector<int8_t> random_ternary(size_t n, uint64_t seed) {
+inline std::vector<int8_t> random_ternary(size_t n, uint64_t seed)
+{
     std::mt19937_64 rng(seed);
     std::vector<int8_t> v(n);
-    for (auto &x : v) x = (int8_t)((int)(rng() % 3) - 1);
+    for (auto &x : v)
+        x = (int8_t)((int)(rng() % 3) - 1);
     return v;
 }
 
 // Rounds values through a dtype (so references see exactly what the device sees).
-inline float round_to(trit_dtype dt, float x) {
-    if (dt == TRIT_DTYPE_F16) return trit_half_to_float(trit_float_to_half(x));
-    if (dt == TRIT_DTYPE_BF16) return trit_bf16_to_float(trit_float_to_bf16(x));
+inline float round_to(trit_dtype dt, float x)
+{
+    if (dt == TRIT_DTYPE_F16)
+        return trit_half_to_float(trit_float_to_half(x));
+    if (dt == TRIT_DTYPE_BF16)
+        return trit_bf16_to_float(trit_float_to_bf16(x));
     return x;
 }
-inline void round_all(trit_dtype dt, std::vector<float> &v) {
-    for (auto &x : v) x = round_to(dt, x);
+inline void round_all(trit_dtype dt, std::vector<float> &v)
+{
+    for (auto &x : v)
+        x = round_to(dt, x);
 }
 
 // ||out - ref|| / ||ref|| (ref in fp64). Returns +inf if any output is not finite.
-inline double rel_error(const std::vector<float> &out, const std::vector<double> &ref) {
+inline double rel_error(const std::vector<float> &out, const std::vector<double> &ref)
+{
     double num = 0, den = 0;
     for (size_t i = 0; i < out.size() && i < ref.size(); i++) {
-        if (!std::isfinite(out[i])) return INFINITY;
+        if (!std::isfinite(out[i]))
+            return INFINITY;
         double d = (double)out[i] - ref[i];
         num += d * d;
         den += ref[i] * ref[i];
     }
-    if (out.size() != ref.size()) return INFINITY;
+    if (out.size() != ref.size())
+        return INFINITY;
     return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 // Tolerance for an output dtype per DESIGN.md: f32 paths 1e-5, f16 paths 2e-3.
-inline double tolerance(trit_dtype dt) { return dt == TRIT_DTYPE_F32 ? 1e-5 : 2e-3; }
+inline double tolerance(trit_dtype dt)
+{
+    return dt == TRIT_DTYPE_F32 ? 1e-5 : 2e-3;
+}
 
 // Converts floats to the bytes of `dt` (f32, f16, bf16; i8/i32 by rounding).
 std::vector<uint8_t> to_bytes(trit_dtype dt, const std::vector<float> &v);
@@ -143,4 +162,4 @@ Ternary upload_ternary(trit_device *dev, const std::vector<int8_t> &w, int64_t r
                        trit_scale_kind kind = TRIT_SCALE_TENSOR,
                        const std::vector<float> &scales = {});
 
-}  // namespace tt
+} // namespace tt

@@ -6,7 +6,8 @@
 #include "common.h"
 #include "cpu/half.h"
 
-TEST(CpuHalf, HalfToFloatMatchesLibtritForEveryBitPattern) {
+TEST(CpuHalf, HalfToFloatMatchesLibtritForEveryBitPattern)
+{
     for (uint32_t h = 0; h < 65536; h++) {
         float a = cpu_half_to_float((uint16_t)h), b = trit_half_to_float((uint16_t)h);
         if (std::isnan(b)) {
@@ -20,16 +21,20 @@ TEST(CpuHalf, HalfToFloatMatchesLibtritForEveryBitPattern) {
     }
 }
 
-TEST(CpuHalf, FloatToHalfMatchesLibtritOnTiesSubnormalsAndRandomBits) {
+TEST(CpuHalf, FloatToHalfMatchesLibtritOnTiesSubnormalsAndRandomBits)
+{
     auto check = [](uint32_t bits) {
         float f;
         memcpy(&f, &bits, 4);
         uint16_t a = cpu_float_to_half(f), b = trit_float_to_half(f);
-        if (std::isnan(f)) return ((a & 0x7c00) == 0x7c00 && (a & 0x3ff)) ? ::testing::AssertionSuccess()
-                                                                           : ::testing::AssertionFailure() << "NaN lost";
-        if (a == b) return ::testing::AssertionSuccess();
-        return ::testing::AssertionFailure() << "float bits 0x" << std::hex << bits << ": 0x" << a
-                                             << " vs 0x" << b;
+        if (std::isnan(f))
+            return ((a & 0x7c00) == 0x7c00 && (a & 0x3ff))
+                       ? ::testing::AssertionSuccess()
+                       : ::testing::AssertionFailure() << "NaN lost";
+        if (a == b)
+            return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure()
+               << "float bits 0x" << std::hex << bits << ": 0x" << a << " vs 0x" << b;
     };
     // Every half value, the midpoints between neighbours, and one ulp either side of them.
     for (uint32_t h = 0; h < 0x7c00; h++) {
@@ -43,5 +48,6 @@ TEST(CpuHalf, FloatToHalfMatchesLibtritOnTiesSubnormalsAndRandomBits) {
         }
     }
     std::mt19937 rng(3);
-    for (int i = 0; i < 2000000; i++) ASSERT_TRUE(check((uint32_t)rng()));
+    for (int i = 0; i < 2000000; i++)
+        ASSERT_TRUE(check((uint32_t)rng()));
 }

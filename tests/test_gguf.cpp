@@ -11,29 +11,38 @@ namespace {
 struct GgufWriter {
     std::vector<uint8_t> b;
     void u8(uint8_t v) { b.push_back(v); }
-    void u32(uint32_t v) {
-        for (int i = 0; i < 4; i++) b.push_back((uint8_t)(v >> (8 * i)));
+    void u32(uint32_t v)
+    {
+        for (int i = 0; i < 4; i++)
+            b.push_back((uint8_t)(v >> (8 * i)));
     }
-    void u64(uint64_t v) {
-        for (int i = 0; i < 8; i++) b.push_back((uint8_t)(v >> (8 * i)));
+    void u64(uint64_t v)
+    {
+        for (int i = 0; i < 8; i++)
+            b.push_back((uint8_t)(v >> (8 * i)));
     }
-    void f32(float f) {
+    void f32(float f)
+    {
         uint32_t u;
         memcpy(&u, &f, 4);
         u32(u);
     }
-    void str(const std::string &s) {
+    void str(const std::string &s)
+    {
         u64(s.size());
         b.insert(b.end(), s.begin(), s.end());
     }
-    void header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3) {
+    void header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3)
+    {
         b.insert(b.end(), {'G', 'G', 'U', 'F'});
         u32(version);
         u64(n_tensors);
         u64(n_kv);
     }
-    void pad(size_t align) {
-        while (b.size() % align) b.push_back(0);
+    void pad(size_t align)
+    {
+        while (b.size() % align)
+            b.push_back(0);
     }
 };
 
@@ -50,7 +59,8 @@ struct SampleFile {
     size_t tensor_info_start = 0;
 };
 
-SampleFile make_sample() {
+SampleFile make_sample()
+{
     SampleFile f;
     const int64_t rows = 2, cols = 512;
     f.w = tt::random_ternary(rows * cols, 42);
@@ -98,20 +108,22 @@ SampleFile make_sample() {
     w.str("blk.0.attn_norm.weight");
     w.u32(1);
     w.u64(8);
-    w.u32(0);  // F32
+    w.u32(0); // F32
     uint64_t second = (tq.size() + 31) / 32 * 32;
     w.u64(second);
     w.pad(32);
     w.b.insert(w.b.end(), tq.begin(), tq.end());
     w.pad(32);
-    for (int i = 0; i < 8; i++) w.f32((float)i);
+    for (int i = 0; i < 8; i++)
+        w.f32((float)i);
     f.bytes = w.b;
     return f;
 }
 
-}  // namespace
+} // namespace
 
-TEST(Gguf, ReadsHeaderMetadataAndTensorInfos) {
+TEST(Gguf, ReadsHeaderMetadataAndTensorInfos)
+{
     SampleFile f = make_sample();
     Reader r;
     TRIT_ASSERT_OK(trit_gguf_open(f.bytes.data(), f.bytes.size(), nullptr, &r.g));
@@ -169,7 +181,8 @@ TEST(Gguf, ReadsHeaderMetadataAndTensorInfos) {
     EXPECT_EQ(TRIT_ERROR_UNSUPPORTED, trit_gguf_ternary_desc(r.g, i, &desc));
 }
 
-TEST(Gguf, TernaryTensorBecomesAnUploadableDescriptor) {
+TEST(Gguf, TernaryTensorBecomesAnUploadableDescriptor)
+{
     SampleFile f = make_sample();
     Reader r;
     TRIT_ASSERT_OK(trit_gguf_open(f.bytes.data(), f.bytes.size(), nullptr, &r.g));
@@ -183,18 +196,21 @@ TEST(Gguf, TernaryTensorBecomesAnUploadableDescriptor) {
     trit_ternary_host host{};
     TRIT_ASSERT_OK(trit_ternary_host_from_desc(&desc, nullptr, &host));
     std::vector<int8_t> back(2 * 512);
-    TRIT_ASSERT_OK(trit_unpack_packed2(host.codes, host.rows * host.row_bytes, 2, 512, back.data()));
+    TRIT_ASSERT_OK(
+        trit_unpack_packed2(host.codes, host.rows * host.row_bytes, 2, 512, back.data()));
     EXPECT_EQ(f.w, back);
     ASSERT_EQ(TRIT_SCALE_BLOCK, host.scale_kind);
     ASSERT_EQ(4u, host.scale_count);
-    for (int b = 0; b < 4; b++) EXPECT_EQ(f.d[b], host.scales[b]);
+    for (int b = 0; b < 4; b++)
+        EXPECT_EQ(f.d[b], host.scales[b]);
     trit_ternary_host_release(&host);
     trit_ternary *t = nullptr;
     TRIT_ASSERT_OK(trit_ternary_upload(tt::device(0), &desc, &t));
     trit_ternary_free(t);
 }
 
-TEST(Gguf, RejectsEveryTruncation) {
+TEST(Gguf, RejectsEveryTruncation)
+{
     SampleFile f = make_sample();
     for (size_t n = 0; n < f.bytes.size(); n++) {
         Reader r;
@@ -205,7 +221,8 @@ TEST(Gguf, RejectsEveryTruncation) {
     }
 }
 
-TEST(Gguf, RejectsTensorPastEndOfFile) {
+TEST(Gguf, RejectsTensorPastEndOfFile)
+{
     SampleFile f = make_sample();
     f.bytes.resize(f.bytes.size() - 1);
     Reader r;
@@ -214,19 +231,21 @@ TEST(Gguf, RejectsTensorPastEndOfFile) {
         << trit_last_error();
 }
 
-TEST(Gguf, RejectsBadMagicAndVersion) {
+TEST(Gguf, RejectsBadMagicAndVersion)
+{
     SampleFile f = make_sample();
     auto bytes = f.bytes;
     bytes[0] = 'X';
     Reader r;
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(bytes.data(), bytes.size(), nullptr, &r.g));
     bytes = f.bytes;
-    bytes[4] = 1;  // version 1
+    bytes[4] = 1; // version 1
     EXPECT_EQ(TRIT_ERROR_UNSUPPORTED, trit_gguf_open(bytes.data(), bytes.size(), nullptr, &r.g));
     EXPECT_NE(std::string(trit_last_error()).find("version"), std::string::npos);
 }
 
-TEST(Gguf, RejectsCountsTheFileCannotHold) {
+TEST(Gguf, RejectsCountsTheFileCannotHold)
+{
     GgufWriter w;
     w.header(UINT64_MAX, 0);
     Reader r;
@@ -234,34 +253,36 @@ TEST(Gguf, RejectsCountsTheFileCannotHold) {
     GgufWriter w2;
     w2.header(0, 1ull << 40);
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(w2.b.data(), w2.b.size(), nullptr, &r.g));
-    GgufWriter w3;  // a string array claiming 2^62 entries
+    GgufWriter w3; // a string array claiming 2^62 entries
     w3.header(0, 1);
     w3.str("k");
     w3.u32(TRIT_GGUF_ARRAY);
     w3.u32(TRIT_GGUF_STRING);
     w3.u64(1ull << 62);
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(w3.b.data(), w3.b.size(), nullptr, &r.g));
-    GgufWriter w4;  // a u64 array whose byte size overflows
+    GgufWriter w4; // a u64 array whose byte size overflows
     w4.header(0, 1);
     w4.str("k");
     w4.u32(TRIT_GGUF_ARRAY);
     w4.u32(TRIT_GGUF_U64);
     w4.u64(UINT64_MAX / 4);
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(w4.b.data(), w4.b.size(), nullptr, &r.g));
-    GgufWriter w5;  // a key whose length runs past the end
+    GgufWriter w5; // a key whose length runs past the end
     w5.header(0, 1);
     w5.u64(UINT64_MAX);
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(w5.b.data(), w5.b.size(), nullptr, &r.g));
 }
 
-TEST(Gguf, RejectsOverflowingDimsAndBadTensorInfos) {
+TEST(Gguf, RejectsOverflowingDimsAndBadTensorInfos)
+{
     auto one_tensor = [](uint32_t n_dims, std::vector<uint64_t> dims, uint32_t type,
                          uint64_t offset) {
         GgufWriter w;
         w.header(1, 0);
         w.str("t");
         w.u32(n_dims);
-        for (auto d : dims) w.u64(d);
+        for (auto d : dims)
+            w.u64(d);
         w.u32(type);
         w.u64(offset);
         w.pad(32);
@@ -275,17 +296,18 @@ TEST(Gguf, RejectsOverflowingDimsAndBadTensorInfos) {
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(b.data(), b.size(), nullptr, &r.g));
     b = one_tensor(1, {0}, 0, 0);
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(b.data(), b.size(), nullptr, &r.g));
-    b = one_tensor(1, {16}, 0, 8);  // offset not aligned
+    b = one_tensor(1, {16}, 0, 8); // offset not aligned
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(b.data(), b.size(), nullptr, &r.g));
-    b = one_tensor(1, {16}, 0, UINT64_MAX - 31);  // offset overflows
+    b = one_tensor(1, {16}, 0, UINT64_MAX - 31); // offset overflows
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(b.data(), b.size(), nullptr, &r.g));
-    b = one_tensor(1, {100}, TRIT_GGML_TYPE_TQ2_0, 0);  // not whole blocks
+    b = one_tensor(1, {100}, TRIT_GGML_TYPE_TQ2_0, 0); // not whole blocks
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(b.data(), b.size(), nullptr, &r.g));
     b = one_tensor(1, {16}, 0, 0);
     TRIT_EXPECT_OK(trit_gguf_open(b.data(), b.size(), nullptr, &r.g));
 }
 
-TEST(Gguf, RejectsDuplicateTensorNamesAndBadAlignment) {
+TEST(Gguf, RejectsDuplicateTensorNamesAndBadAlignment)
+{
     GgufWriter w;
     w.header(2, 0);
     for (int i = 0; i < 2; i++) {
@@ -304,11 +326,12 @@ TEST(Gguf, RejectsDuplicateTensorNamesAndBadAlignment) {
     a.header(0, 1);
     a.str("general.alignment");
     a.u32(TRIT_GGUF_U32);
-    a.u32(24);  // not a power of two
+    a.u32(24); // not a power of two
     EXPECT_EQ(TRIT_ERROR_BAD_FORMAT, trit_gguf_open(a.b.data(), a.b.size(), nullptr, &r.g));
 }
 
-TEST(Gguf, RejectsUnknownTypesAndDeepNesting) {
+TEST(Gguf, RejectsUnknownTypesAndDeepNesting)
+{
     GgufWriter w;
     w.header(0, 1);
     w.str("k");
@@ -330,7 +353,8 @@ TEST(Gguf, RejectsUnknownTypesAndDeepNesting) {
 
 // Random byte mutations of a valid file: the reader either rejects the file or reads it, and
 // every accessor stays inside the buffer (the sanitizer run checks the "inside").
-TEST(Gguf, SurvivesRandomMutations) {
+TEST(Gguf, SurvivesRandomMutations)
+{
     SampleFile f = make_sample();
     std::mt19937_64 rng(7);
     for (int iter = 0; iter < 3000; iter++) {
@@ -353,8 +377,7 @@ TEST(Gguf, SurvivesRandomMutations) {
             trit_gguf_type et;
             uint64_t count;
             const void *data;
-            if (trit_gguf_kv_array(r.g, i, &et, &count, &data) == TRIT_OK &&
-                et == TRIT_GGUF_STRING)
+            if (trit_gguf_kv_array(r.g, i, &et, &count, &data) == TRIT_OK && et == TRIT_GGUF_STRING)
                 for (uint64_t e = 0; e < count && e < 16; e++) {
                     const char *s;
                     uint64_t len;

@@ -12,11 +12,13 @@
 
 namespace {
 
-std::string fake_dirs() {
+std::string fake_dirs()
+{
     std::string dirs;
-    for (const char *v : {"current", "old", "newer", "future", "ancient", "broken", "nodevice",
-                          "noquery"}) {
-        if (!dirs.empty()) dirs += ":";
+    for (const char *v :
+         {"current", "old", "newer", "future", "ancient", "broken", "nodevice", "noquery"}) {
+        if (!dirs.empty())
+            dirs += ":";
         dirs += std::string(TRIT_TEST_FAKE_PLUGIN_DIR) + "/" + v;
     }
     return dirs;
@@ -27,7 +29,8 @@ struct Ctx {
     ~Ctx() { trit_context_destroy(c); }
 };
 
-std::map<std::string, trit_plugin_info> plugin_infos(trit_context *ctx) {
+std::map<std::string, trit_plugin_info> plugin_infos(trit_context *ctx)
+{
     std::map<std::string, trit_plugin_info> out;
     for (uint32_t i = 0; i < trit_context_plugin_count(ctx); i++) {
         trit_plugin_info info{};
@@ -39,7 +42,8 @@ std::map<std::string, trit_plugin_info> plugin_infos(trit_context *ctx) {
 }
 
 // A context that sees only the fake plugins (the filter keeps libtrit's own directory out).
-trit_status make_fake_context(Ctx &ctx, const char *filter = nullptr) {
+trit_status make_fake_context(Ctx &ctx, const char *filter = nullptr)
+{
     std::string dirs = fake_dirs();
     trit_context_options o{};
     o.size = sizeof(o);
@@ -50,9 +54,10 @@ trit_status make_fake_context(Ctx &ctx, const char *filter = nullptr) {
     return trit_context_create(&o, &ctx.c);
 }
 
-}  // namespace
+} // namespace
 
-TEST(PluginAbi, CurrentPluginLoadsWithItsDevices) {
+TEST(PluginAbi, CurrentPluginLoadsWithItsDevices)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-current"));
     auto infos = plugin_infos(ctx.c);
@@ -71,7 +76,8 @@ TEST(PluginAbi, CurrentPluginLoadsWithItsDevices) {
     EXPECT_STREQ("Fake device 1", info.name);
 }
 
-TEST(PluginAbi, OlderPluginWithShorterVtableLoadsAndReportsOpsUnsupported) {
+TEST(PluginAbi, OlderPluginWithShorterVtableLoadsAndReportsOpsUnsupported)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-old"));
     auto infos = plugin_infos(ctx.c);
@@ -114,7 +120,8 @@ TEST(PluginAbi, OlderPluginWithShorterVtableLoadsAndReportsOpsUnsupported) {
     EXPECT_EQ(TRIT_ERROR_UNSUPPORTED, trit_event_create(d, &e));
 }
 
-TEST(PluginAbi, NewerPluginServingOlderHostLoads) {
+TEST(PluginAbi, NewerPluginServingOlderHostLoads)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-newer"));
     auto infos = plugin_infos(ctx.c);
@@ -123,7 +130,8 @@ TEST(PluginAbi, NewerPluginServingOlderHostLoads) {
     EXPECT_EQ(2u, trit_device_count(ctx.c));
 }
 
-TEST(PluginAbi, PluginNeedingNewerHostIsSkippedWithReason) {
+TEST(PluginAbi, PluginNeedingNewerHostIsSkippedWithReason)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-future"));
     auto infos = plugin_infos(ctx.c);
@@ -135,7 +143,8 @@ TEST(PluginAbi, PluginNeedingNewerHostIsSkippedWithReason) {
     EXPECT_EQ(0u, trit_device_count(ctx.c));
 }
 
-TEST(PluginAbi, AncientPluginIsSkippedWithReason) {
+TEST(PluginAbi, AncientPluginIsSkippedWithReason)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-ancient"));
     auto infos = plugin_infos(ctx.c);
@@ -145,7 +154,8 @@ TEST(PluginAbi, AncientPluginIsSkippedWithReason) {
         << infos["fake-ancient"].reason;
 }
 
-TEST(PluginAbi, PluginWhoseInitFailsIsSkippedWithItsSentence) {
+TEST(PluginAbi, PluginWhoseInitFailsIsSkippedWithItsSentence)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-broken"));
     auto infos = plugin_infos(ctx.c);
@@ -157,7 +167,8 @@ TEST(PluginAbi, PluginWhoseInitFailsIsSkippedWithItsSentence) {
     EXPECT_STREQ("", trit_last_error());
 }
 
-TEST(PluginAbi, PluginWithoutDevicesIsSkipped) {
+TEST(PluginAbi, PluginWithoutDevicesIsSkipped)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-nodevice"));
     auto infos = plugin_infos(ctx.c);
@@ -165,7 +176,8 @@ TEST(PluginAbi, PluginWithoutDevicesIsSkipped) {
     EXPECT_NE(std::string(infos["fake-nodevice"].reason).find("no device"), std::string::npos);
 }
 
-TEST(PluginAbi, LibraryWithoutQuerySymbolIsSkipped) {
+TEST(PluginAbi, LibraryWithoutQuerySymbolIsSkipped)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx, "fake-noquery"));
     auto infos = plugin_infos(ctx.c);
@@ -174,7 +186,8 @@ TEST(PluginAbi, LibraryWithoutQuerySymbolIsSkipped) {
               std::string::npos);
 }
 
-TEST(PluginAbi, FileThatIsNotALibraryIsSkippedWithDlopenError) {
+TEST(PluginAbi, FileThatIsNotALibraryIsSkippedWithDlopenError)
+{
     char tmpl[] = "/tmp/trit-plugin-test-XXXXXX";
     ASSERT_NE(nullptr, mkdtemp(tmpl));
     std::string dir = tmpl, path = dir + "/libtrit-plugin-garbage.so";
@@ -196,19 +209,22 @@ TEST(PluginAbi, FileThatIsNotALibraryIsSkippedWithDlopenError) {
     rmdir(dir.c_str());
 }
 
-TEST(PluginAbi, AllVariantsTogetherLoadOnlyCompatibleOnes) {
+TEST(PluginAbi, AllVariantsTogetherLoadOnlyCompatibleOnes)
+{
     Ctx ctx;
     TRIT_ASSERT_OK(make_fake_context(ctx));
     auto infos = plugin_infos(ctx.c);
     EXPECT_EQ(8u, infos.size());
     uint32_t loaded = 0;
     for (auto &kv : infos)
-        if (kv.second.state == TRIT_PLUGIN_LOADED) loaded++;
-    EXPECT_EQ(3u, loaded);  // current, old, newer
+        if (kv.second.state == TRIT_PLUGIN_LOADED)
+            loaded++;
+    EXPECT_EQ(3u, loaded); // current, old, newer
     EXPECT_EQ(6u, trit_device_count(ctx.c));
 }
 
-TEST(PluginLoader, FindsPluginsInTrititsOwnDirectoryWithoutAPath) {
+TEST(PluginLoader, FindsPluginsInTrititsOwnDirectoryWithoutAPath)
+{
     // No plugin_path and TRIT_PLUGIN_PATH unset: libtrit's directory holds the CPU plugin.
     std::string saved = getenv("TRIT_PLUGIN_PATH") ? getenv("TRIT_PLUGIN_PATH") : "";
     unsetenv("TRIT_PLUGIN_PATH");
@@ -217,14 +233,16 @@ TEST(PluginLoader, FindsPluginsInTrititsOwnDirectoryWithoutAPath) {
     o.size = sizeof(o);
     o.plugins = "cpu";
     trit_status st = trit_context_create(&o, &ctx.c);
-    if (!saved.empty()) setenv("TRIT_PLUGIN_PATH", saved.c_str(), 1);
+    if (!saved.empty())
+        setenv("TRIT_PLUGIN_PATH", saved.c_str(), 1);
     TRIT_ASSERT_OK(st);
     auto infos = plugin_infos(ctx.c);
     ASSERT_EQ(1u, infos.count("cpu"));
     EXPECT_EQ(TRIT_PLUGIN_LOADED, infos["cpu"].state) << infos["cpu"].reason;
 }
 
-TEST(PluginLoader, BadBackendOptionMakesThePluginSkipWithReason) {
+TEST(PluginLoader, BadBackendOptionMakesThePluginSkipWithReason)
+{
     const char *opts[] = {"cpu.threads=lots", nullptr};
     trit_context_options o{};
     o.size = sizeof(o);
@@ -238,7 +256,8 @@ TEST(PluginLoader, BadBackendOptionMakesThePluginSkipWithReason) {
         << infos["cpu"].reason;
 }
 
-TEST(PluginLoader, MalformedBackendOptionIsRejected) {
+TEST(PluginLoader, MalformedBackendOptionIsRejected)
+{
     const char *opts[] = {"threads=2", nullptr};
     trit_context_options o{};
     o.size = sizeof(o);
@@ -249,7 +268,8 @@ TEST(PluginLoader, MalformedBackendOptionIsRejected) {
     EXPECT_NE(std::string(trit_last_error()).find("threads=2"), std::string::npos);
 }
 
-TEST(PluginLoader, ThreadOptionReachesTheCpuPlugin) {
+TEST(PluginLoader, ThreadOptionReachesTheCpuPlugin)
+{
     const char *opts[] = {"cpu.threads=1", nullptr};
     trit_context_options o{};
     o.size = sizeof(o);

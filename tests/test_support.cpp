@@ -13,7 +13,8 @@ std::once_flag g_once;
 
 class ContextEnvironment : public ::testing::Environment {
   public:
-    void TearDown() override {
+    void TearDown() override
+    {
         trit_context_destroy(g_context);
         g_context = nullptr;
     }
@@ -22,9 +23,10 @@ class ContextEnvironment : public ::testing::Environment {
 // Registered at static-init time so it outlives every test.
 const auto *g_env = ::testing::AddGlobalTestEnvironment(new ContextEnvironment);
 
-}  // namespace
+} // namespace
 
-trit_context *context() {
+trit_context *context()
+{
     std::call_once(g_once, [] {
         trit_context_options opts{};
         opts.size = sizeof(opts);
@@ -36,29 +38,36 @@ trit_context *context() {
     return g_context;
 }
 
-std::vector<uint32_t> device_indices() {
+std::vector<uint32_t> device_indices()
+{
     std::vector<uint32_t> out;
     trit_context *ctx = context();
-    if (!ctx) return out;
-    for (uint32_t i = 0; i < trit_device_count(ctx); i++) out.push_back(i);
+    if (!ctx)
+        return out;
+    for (uint32_t i = 0; i < trit_device_count(ctx); i++)
+        out.push_back(i);
     return out;
 }
 
-trit_device *device(uint32_t index) {
+trit_device *device(uint32_t index)
+{
     trit_device *d = nullptr;
     EXPECT_EQ(TRIT_OK, trit_device_get(context(), index, &d)) << trit_last_error();
     return d;
 }
 
-std::string device_param_name(const ::testing::TestParamInfo<uint32_t> &info) {
+std::string device_param_name(const ::testing::TestParamInfo<uint32_t> &info)
+{
     std::string label = trit_device_label(device(info.param));
     std::string out;
     for (char c : label)
-        if (std::isalnum((unsigned char)c)) out += c;
+        if (std::isalnum((unsigned char)c))
+            out += c;
     return out;
 }
 
-std::vector<uint8_t> to_bytes(trit_dtype dt, const std::vector<float> &v) {
+std::vector<uint8_t> to_bytes(trit_dtype dt, const std::vector<float> &v)
+{
     std::vector<uint8_t> out(v.size() * trit_dtype_size(dt));
     for (size_t i = 0; i < v.size(); i++) {
         switch (dt) {
@@ -84,7 +93,8 @@ std::vector<uint8_t> to_bytes(trit_dtype dt, const std::vector<float> &v) {
     return out;
 }
 
-std::vector<float> from_bytes(trit_dtype dt, const std::vector<uint8_t> &bytes) {
+std::vector<float> from_bytes(trit_dtype dt, const std::vector<uint8_t> &bytes)
+{
     size_t es = trit_dtype_size(dt);
     std::vector<float> out(bytes.size() / es);
     for (size_t i = 0; i < out.size(); i++) {
@@ -114,14 +124,17 @@ std::vector<float> from_bytes(trit_dtype dt, const std::vector<uint8_t> &bytes) 
     return out;
 }
 
-static int64_t numel(const std::vector<int64_t> &shape) {
+static int64_t numel(const std::vector<int64_t> &shape)
+{
     int64_t n = 1;
-    for (auto s : shape) n *= s;
+    for (auto s : shape)
+        n *= s;
     return n;
 }
 
 DeviceTensor upload(trit_device *dev, trit_stream *s, trit_dtype dt, std::vector<int64_t> shape,
-                    const std::vector<float> &data) {
+                    const std::vector<float> &data)
+{
     DeviceTensor out;
     EXPECT_EQ((size_t)numel(shape), data.size());
     std::vector<uint8_t> bytes = to_bytes(dt, data);
@@ -135,7 +148,8 @@ DeviceTensor upload(trit_device *dev, trit_stream *s, trit_dtype dt, std::vector
     return out;
 }
 
-DeviceTensor poisoned(trit_device *dev, trit_stream *s, trit_dtype dt, std::vector<int64_t> shape) {
+DeviceTensor poisoned(trit_device *dev, trit_stream *s, trit_dtype dt, std::vector<int64_t> shape)
+{
     DeviceTensor out;
     uint64_t bytes = (uint64_t)numel(shape) * trit_dtype_size(dt);
     out.buf = Buffer(dev, bytes);
@@ -147,9 +161,11 @@ DeviceTensor poisoned(trit_device *dev, trit_stream *s, trit_dtype dt, std::vect
     return out;
 }
 
-std::vector<float> download(trit_stream *s, const trit_tensor &t) {
+std::vector<float> download(trit_stream *s, const trit_tensor &t)
+{
     int64_t n = 1;
-    for (uint32_t d = 0; d < t.rank; d++) n *= t.shape[d];
+    for (uint32_t d = 0; d < t.rank; d++)
+        n *= t.shape[d];
     std::vector<uint8_t> bytes((size_t)n * trit_dtype_size(t.dtype));
     EXPECT_EQ(TRIT_OK, trit_buffer_download(s, t.buffer, t.offset, bytes.data(), bytes.size()))
         << trit_last_error();
@@ -157,7 +173,8 @@ std::vector<float> download(trit_stream *s, const trit_tensor &t) {
     return from_bytes(t.dtype, bytes);
 }
 
-std::vector<uint8_t> download_bytes(trit_stream *s, trit_buffer *b) {
+std::vector<uint8_t> download_bytes(trit_stream *s, trit_buffer *b)
+{
     std::vector<uint8_t> bytes(trit_buffer_size(b));
     EXPECT_EQ(TRIT_OK, trit_buffer_download(s, b, 0, bytes.data(), bytes.size()))
         << trit_last_error();
@@ -166,7 +183,8 @@ std::vector<uint8_t> download_bytes(trit_stream *s, trit_buffer *b) {
 }
 
 Ternary upload_ternary(trit_device *dev, const std::vector<int8_t> &w, int64_t rows, int64_t cols,
-                       trit_scale_kind kind, const std::vector<float> &scales) {
+                       trit_scale_kind kind, const std::vector<float> &scales)
+{
     Ternary out;
     trit_ternary_desc desc{};
     desc.size = sizeof(desc);
@@ -181,19 +199,22 @@ Ternary upload_ternary(trit_device *dev, const std::vector<int8_t> &w, int64_t r
     return out;
 }
 
-}  // namespace tt
+} // namespace tt
 
 // CI names the backends that must be present; a plugin that fails to load then fails this test
 // instead of silently shrinking the conformance suite.
-TEST(Backends, RequiredBackendsAreLoaded) {
+TEST(Backends, RequiredBackendsAreLoaded)
+{
     const char *req = std::getenv("TRIT_REQUIRE_BACKENDS");
     trit_context *ctx = tt::context();
     ASSERT_NE(nullptr, ctx);
-    if (!req || !*req) GTEST_SKIP() << "TRIT_REQUIRE_BACKENDS is not set";
+    if (!req || !*req)
+        GTEST_SKIP() << "TRIT_REQUIRE_BACKENDS is not set";
     std::stringstream ss(req);
     std::string name;
     while (std::getline(ss, name, ',')) {
-        if (name.empty()) continue;
+        if (name.empty())
+            continue;
         bool found = false;
         std::string reasons;
         for (uint32_t i = 0; i < trit_context_plugin_count(ctx); i++) {
@@ -201,11 +222,14 @@ TEST(Backends, RequiredBackendsAreLoaded) {
             info.size = sizeof(info);
             ASSERT_EQ(TRIT_OK, trit_context_plugin_info(ctx, i, &info));
             if (name == info.name) {
-                if (info.state == TRIT_PLUGIN_LOADED && info.device_count > 0) found = true;
-                else reasons += std::string(info.path) + ": " + info.reason + "; ";
+                if (info.state == TRIT_PLUGIN_LOADED && info.device_count > 0)
+                    found = true;
+                else
+                    reasons += std::string(info.path) + ": " + info.reason + "; ";
             }
         }
         EXPECT_TRUE(found) << "required backend '" << name << "' is not loaded"
-                           << (reasons.empty() ? std::string(" (plugin not found)") : ": " + reasons);
+                           << (reasons.empty() ? std::string(" (plugin not found)")
+                                               : ": " + reasons);
     }
 }

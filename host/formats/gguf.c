@@ -25,10 +25,10 @@ typedef struct gguf_kv {
         int64_t i;
         double f;
     } value;
-    char *str;             /* STRING */
-    trit_gguf_type elem;   /* ARRAY */
-    uint64_t count;        /* ARRAY */
-    uint64_t data_offset;  /* ARRAY: first element's byte offset in the file */
+    char *str;            /* STRING */
+    trit_gguf_type elem;  /* ARRAY */
+    uint64_t count;       /* ARRAY */
+    uint64_t data_offset; /* ARRAY: first element's byte offset in the file */
 } gguf_kv;
 
 typedef struct gguf_tensor {
@@ -186,7 +186,8 @@ static trit_status skip_values(trit_gguf *g, reader *r, uint32_t type, uint64_t 
     }
     if (type == TRIT_GGUF_STRING) {
         if (count > (r->size - r->pos) / 8)
-            return bad(r, "array of %llu strings cannot fit in the file", (unsigned long long)count);
+            return bad(r, "array of %llu strings cannot fit in the file",
+                       (unsigned long long)count);
         for (uint64_t i = 0; i < count; i++) {
             trit_status st = rd_string(g, r, NULL, "array string");
             if (st != TRIT_OK)
@@ -271,24 +272,24 @@ static int ggml_type_bytes(uint32_t type, uint64_t n, uint64_t k, uint64_t *out)
 {
     uint64_t block = 1, bytes_per_block = 0;
     switch (type) {
-    case 0: bytes_per_block = 4; break;    /* F32 */
-    case 1: bytes_per_block = 2; break;    /* F16 */
-    case 2: block = 32, bytes_per_block = 18; break;  /* Q4_0 */
-    case 3: block = 32, bytes_per_block = 20; break;  /* Q4_1 */
-    case 6: block = 32, bytes_per_block = 22; break;  /* Q5_0 */
-    case 7: block = 32, bytes_per_block = 24; break;  /* Q5_1 */
-    case 8: block = 32, bytes_per_block = 34; break;  /* Q8_0 */
+    case 0: bytes_per_block = 4; break;                 /* F32 */
+    case 1: bytes_per_block = 2; break;                 /* F16 */
+    case 2: block = 32, bytes_per_block = 18; break;    /* Q4_0 */
+    case 3: block = 32, bytes_per_block = 20; break;    /* Q4_1 */
+    case 6: block = 32, bytes_per_block = 22; break;    /* Q5_0 */
+    case 7: block = 32, bytes_per_block = 24; break;    /* Q5_1 */
+    case 8: block = 32, bytes_per_block = 34; break;    /* Q8_0 */
     case 10: block = 256, bytes_per_block = 84; break;  /* Q2_K */
     case 11: block = 256, bytes_per_block = 110; break; /* Q3_K */
     case 12: block = 256, bytes_per_block = 144; break; /* Q4_K */
     case 13: block = 256, bytes_per_block = 176; break; /* Q5_K */
     case 14: block = 256, bytes_per_block = 210; break; /* Q6_K */
-    case 24: bytes_per_block = 1; break;   /* I8 */
-    case 25: bytes_per_block = 2; break;   /* I16 */
-    case 26: bytes_per_block = 4; break;   /* I32 */
-    case 27: bytes_per_block = 8; break;   /* I64 */
-    case 28: bytes_per_block = 8; break;   /* F64 */
-    case 30: bytes_per_block = 2; break;   /* BF16 */
+    case 24: bytes_per_block = 1; break;                /* I8 */
+    case 25: bytes_per_block = 2; break;                /* I16 */
+    case 26: bytes_per_block = 4; break;                /* I32 */
+    case 27: bytes_per_block = 8; break;                /* I64 */
+    case 28: bytes_per_block = 8; break;                /* F64 */
+    case 30: bytes_per_block = 2; break;                /* BF16 */
     case TRIT_GGML_TYPE_TQ1_0: block = 256, bytes_per_block = TRIT_TQ1_0_BLOCK_BYTES; break;
     case TRIT_GGML_TYPE_TQ2_0: block = 256, bytes_per_block = TRIT_TQ2_0_BLOCK_BYTES; break;
     case TRIT_GGML_TYPE_I2_S:
@@ -343,8 +344,8 @@ static trit_status gguf_parse(trit_gguf *g)
     /* Every KV takes >= 13 bytes and every tensor info >= 24: bound counts before allocating. */
     uint64_t left = r.size - r.pos;
     if (nkv > left / 13)
-        return bad(&r, "%llu key/values cannot fit in the %llu bytes left",
-                   (unsigned long long)nkv, (unsigned long long)left);
+        return bad(&r, "%llu key/values cannot fit in the %llu bytes left", (unsigned long long)nkv,
+                   (unsigned long long)left);
     if (nt > left / 24)
         return bad(&r, "%llu tensors cannot fit in the %llu bytes left", (unsigned long long)nt,
                    (unsigned long long)left);
@@ -390,13 +391,13 @@ static trit_status gguf_parse(trit_gguf *g)
             (st = rd_u64(&r, &rel, "tensor offset")) != TRIT_OK)
             return st;
         if (rel % alignment)
-            return bad(&r, "tensor %s offset %llu is not a multiple of the alignment %llu",
-                       t->name, (unsigned long long)rel, (unsigned long long)alignment);
+            return bad(&r, "tensor %s offset %llu is not a multiple of the alignment %llu", t->name,
+                       (unsigned long long)rel, (unsigned long long)alignment);
         t->offset = rel; /* made absolute below, once the data section is known */
         int known = ggml_type_bytes(t->type, n, t->dims[0], &t->bytes);
         if (known < 0)
-            return bad(&r, "tensor %s: %llu elements do not fill whole blocks of type %u",
-                       t->name, (unsigned long long)n, t->type);
+            return bad(&r, "tensor %s: %llu elements do not fill whole blocks of type %u", t->name,
+                       (unsigned long long)n, t->type);
         if (!known)
             t->bytes = 0;
     }

@@ -1,8 +1,8 @@
 /*
  * trit.h — the host API of trit, a library for 1.58-bit (ternary-weight) LLM inference kernels.
  *
- * One backend-agnostic API dispatches fused ternary GEMV, tiled attention and RoPE + KV-cache append
- * to plugins (CPU, CUDA, OpenCL, Vulkan) loaded at run time.
+ * One backend-agnostic API dispatches fused ternary GEMV, tiled attention and RoPE + KV-cache
+ * append to plugins (CPU, CUDA, OpenCL, Vulkan) loaded at run time.
  *
  * Conventions
  *  - Every fallible call returns a trit_status (TRIT_OK = 0) and writes results through trailing
@@ -69,7 +69,8 @@ TRIT_API const char *trit_status_string(trit_status status);
 
 /* The sentence describing the last failure on the calling thread, for example
  * "cpu: device 0: gemv: x has 2559 columns but the matrix has 2560". Empty ("") if the last
- * call on this thread succeeded or none failed yet. Valid until the next trit call on this thread. */
+ * call on this thread succeeded or none failed yet. Valid until the next trit call on this thread.
+ */
 TRIT_API const char *trit_last_error(void);
 
 /* ----------------------------------------------------------------------------------------------
@@ -135,13 +136,13 @@ typedef enum trit_plugin_state {
 } trit_plugin_state;
 
 typedef struct trit_plugin_info {
-    size_t size;           /* sizeof(trit_plugin_info), set by the caller */
-    char name[32];         /* <name> of the file libtrit-plugin-<name>.so: "cpu", "vulkan" */
-    char path[512];        /* file it was loaded from */
+    size_t size;    /* sizeof(trit_plugin_info), set by the caller */
+    char name[32];  /* <name> of the file libtrit-plugin-<name>.so: "cpu", "vulkan" */
+    char path[512]; /* file it was loaded from */
     trit_plugin_state state;
-    uint32_t abi_version;  /* the ABI the plugin declared (0 if unknown) */
+    uint32_t abi_version; /* the ABI the plugin declared (0 if unknown) */
     uint32_t device_count;
-    char reason[256];      /* why it was skipped, "" if loaded */
+    char reason[256]; /* why it was skipped, "" if loaded */
 } trit_plugin_info;
 
 /* Plugins found by the context, loaded or skipped, in load order. */
@@ -166,15 +167,15 @@ TRIT_API const char *trit_backend_name(trit_backend backend);
 
 /* Capability flags in trit_device_info.caps. */
 enum {
-    TRIT_CAP_FP16 = 1u << 0,         /* native f16 arithmetic */
-    TRIT_CAP_BF16 = 1u << 1,         /* native bf16 arithmetic */
-    TRIT_CAP_INT8_DOT = 1u << 2,     /* 4-way int8 dot product instructions (dp4a, VNNI, ...) */
-    TRIT_CAP_SUBGROUPS = 1u << 3,    /* subgroup / warp reductions and shuffles */
-    TRIT_CAP_COOP_MATRIX = 1u << 4,  /* cooperative matrices / tensor cores */
+    TRIT_CAP_FP16 = 1u << 0,           /* native f16 arithmetic */
+    TRIT_CAP_BF16 = 1u << 1,           /* native bf16 arithmetic */
+    TRIT_CAP_INT8_DOT = 1u << 2,       /* 4-way int8 dot product instructions (dp4a, VNNI, ...) */
+    TRIT_CAP_SUBGROUPS = 1u << 3,      /* subgroup / warp reductions and shuffles */
+    TRIT_CAP_COOP_MATRIX = 1u << 4,    /* cooperative matrices / tensor cores */
     TRIT_CAP_UNIFIED_MEMORY = 1u << 5, /* device buffers are host memory (CPU, integrated GPUs) */
-    TRIT_CAP_AVX2 = 1u << 8,         /* CPU: AVX2 + FMA kernels in use */
-    TRIT_CAP_AVX512 = 1u << 9,       /* CPU: AVX-512 (F/BW/VL) kernels in use */
-    TRIT_CAP_AVX512_VNNI = 1u << 10, /* CPU: AVX-512 VNNI */
+    TRIT_CAP_AVX2 = 1u << 8,           /* CPU: AVX2 + FMA kernels in use */
+    TRIT_CAP_AVX512 = 1u << 9,         /* CPU: AVX-512 (F/BW/VL) kernels in use */
+    TRIT_CAP_AVX512_VNNI = 1u << 10,   /* CPU: AVX-512 VNNI */
 };
 
 typedef struct trit_device_info {
@@ -276,7 +277,7 @@ typedef struct trit_tensor {
     trit_buffer *buffer;
     uint64_t offset; /* bytes */
     trit_dtype dtype;
-    uint32_t rank;   /* 1..TRIT_MAX_RANK */
+    uint32_t rank; /* 1..TRIT_MAX_RANK */
     int64_t shape[TRIT_MAX_RANK];
     int64_t strides[TRIT_MAX_RANK];
 } trit_tensor;
@@ -293,12 +294,12 @@ TRIT_API trit_status trit_tensor_make(trit_buffer *buffer, uint64_t offset, trit
 
 /* Host formats a ternary matrix can be uploaded from (see trit_formats.h for byte layouts). */
 typedef enum trit_weight_format {
-    TRIT_WEIGHTS_I8 = 0,       /* int8 {-1,0,+1}, row-major, rows x cols bytes */
-    TRIT_WEIGHTS_PACKED2 = 1,  /* 2-bit codes (w+1), 4 per byte, each row padded to a byte */
-    TRIT_WEIGHTS_BASE3 = 2,    /* 5 trits per byte, each row padded to a byte */
-    TRIT_WEIGHTS_TQ2_0 = 3,    /* GGUF TQ2_0 blocks (66 B / 256 weights); scales inside */
-    TRIT_WEIGHTS_TQ1_0 = 4,    /* GGUF TQ1_0 blocks (54 B / 256 weights); scales inside */
-    TRIT_WEIGHTS_I2_S = 5,     /* BitNet I2_S: 2-bit codes + one f32 scale per tensor inside */
+    TRIT_WEIGHTS_I8 = 0,      /* int8 {-1,0,+1}, row-major, rows x cols bytes */
+    TRIT_WEIGHTS_PACKED2 = 1, /* 2-bit codes (w+1), 4 per byte, each row padded to a byte */
+    TRIT_WEIGHTS_BASE3 = 2,   /* 5 trits per byte, each row padded to a byte */
+    TRIT_WEIGHTS_TQ2_0 = 3,   /* GGUF TQ2_0 blocks (66 B / 256 weights); scales inside */
+    TRIT_WEIGHTS_TQ1_0 = 4,   /* GGUF TQ1_0 blocks (54 B / 256 weights); scales inside */
+    TRIT_WEIGHTS_I2_S = 5,    /* BitNet I2_S: 2-bit codes + one f32 scale per tensor inside */
 } trit_weight_format;
 
 typedef enum trit_scale_kind {
@@ -310,11 +311,11 @@ typedef enum trit_scale_kind {
 #define TRIT_SCALE_BLOCK_K 256
 
 typedef struct trit_ternary_desc {
-    size_t size;        /* sizeof(trit_ternary_desc) */
-    int64_t rows;       /* M: output features */
-    int64_t cols;       /* K: input features */
+    size_t size;  /* sizeof(trit_ternary_desc) */
+    int64_t rows; /* M: output features */
+    int64_t cols; /* K: input features */
     trit_weight_format format;
-    const void *data;   /* host memory in `format` */
+    const void *data;    /* host memory in `format` */
     uint64_t data_bytes; /* bytes readable at `data`; checked against what the format needs */
     /* Scales for I8 / PACKED2 / BASE3 (ignored for the GGUF and BitNet formats, which carry
      * their own). NULL means a single scale of 1. */
@@ -418,7 +419,7 @@ TRIT_API trit_status trit_ternary_gemv_gated(trit_stream *stream, const trit_ter
  * -------------------------------------------------------------------------------------------- */
 
 typedef struct trit_kv_cache {
-    size_t size;  /* sizeof(trit_kv_cache) */
+    size_t size;   /* sizeof(trit_kv_cache) */
     trit_tensor k; /* rank 4, see above; last dim contiguous */
     trit_tensor v;
     /* Paged cache when non-NULL: host array of S * max_blocks_per_seq block indices
@@ -431,10 +432,10 @@ typedef struct trit_attention_params {
     size_t size; /* sizeof(trit_attention_params) */
     float scale; /* 0: 1/sqrt(D) */
     int causal;
-    int32_t window;             /* 0: none */
-    float softcap;              /* 0: none */
-    const float *alibi_slopes;  /* host [H] or NULL */
-    const float *sinks;         /* host [H] or NULL */
+    int32_t window;            /* 0: none */
+    float softcap;             /* 0: none */
+    const float *alibi_slopes; /* host [H] or NULL */
+    const float *sinks;        /* host [H] or NULL */
     /* Split-KV for decode: 0 lets the device choose, 1 forces a single pass, n > 1 asks for n
      * splits per sequence (clamped to the number of K/V tiles). Results agree within tolerance. */
     int32_t kv_splits;
@@ -517,7 +518,7 @@ enum {
     TRIT_FEATURE_SOFTCAP = 1u << 10,
     TRIT_FEATURE_ALIBI = 1u << 11,
     TRIT_FEATURE_SINKS = 1u << 12,
-    TRIT_FEATURE_NEOX = 1u << 16,        /* RoPE mode */
+    TRIT_FEATURE_NEOX = 1u << 16, /* RoPE mode */
     TRIT_FEATURE_PARTIAL_ROTARY = 1u << 17,
 };
 

@@ -53,14 +53,14 @@ TRIT_API trit_status trit_scale_count(trit_scale_kind kind, int64_t rows, int64_
 
 /* The canonical host form: packed 2-bit codes plus f32 scales, owned by the struct. */
 typedef struct trit_ternary_host {
-    uint32_t size;      /* sizeof(trit_ternary_host) */
+    uint32_t size; /* sizeof(trit_ternary_host) */
     int64_t rows;
     int64_t cols;
     uint64_t row_bytes; /* ceil(cols / 4) */
     uint8_t *codes;     /* rows * row_bytes bytes, TRIT_WEIGHTS_PACKED2 layout */
     trit_scale_kind scale_kind;
     uint64_t scale_count;
-    float *scales;      /* scale_count values */
+    float *scales;            /* scale_count values */
     trit_allocator allocator; /* what `codes` and `scales` were allocated with */
 } trit_ternary_host;
 
@@ -136,14 +136,14 @@ typedef enum trit_gguf_type {
 #define TRIT_GGUF_MAX_DIMS 4
 
 typedef struct trit_gguf_tensor_info {
-    size_t size;          /* sizeof(trit_gguf_tensor_info), set by the caller */
-    const char *name;     /* NUL-terminated, owned by the reader */
+    size_t size;      /* sizeof(trit_gguf_tensor_info), set by the caller */
+    const char *name; /* NUL-terminated, owned by the reader */
     uint32_t n_dims;
     uint64_t dims[TRIT_GGUF_MAX_DIMS]; /* ggml order: dims[0] is the innermost (K) */
     uint32_t ggml_type;
-    uint64_t offset;      /* from the start of the file */
-    uint64_t bytes;       /* 0 when the type's size is not known to trit */
-    const void *data;     /* NULL when bytes is 0 */
+    uint64_t offset;  /* from the start of the file */
+    uint64_t bytes;   /* 0 when the type's size is not known to trit */
+    const void *data; /* NULL when bytes is 0 */
 } trit_gguf_tensor_info;
 
 TRIT_API trit_status trit_gguf_open(const void *data, uint64_t bytes,
@@ -162,15 +162,15 @@ TRIT_API trit_status trit_gguf_kv_key(const trit_gguf *gguf, uint64_t index, con
 TRIT_API trit_status trit_gguf_kv_u64(const trit_gguf *gguf, uint64_t index, uint64_t *out_value);
 TRIT_API trit_status trit_gguf_kv_i64(const trit_gguf *gguf, uint64_t index, int64_t *out_value);
 TRIT_API trit_status trit_gguf_kv_f64(const trit_gguf *gguf, uint64_t index, double *out_value);
-TRIT_API trit_status trit_gguf_kv_string(const trit_gguf *gguf, uint64_t index, const char **out_str);
+TRIT_API trit_status trit_gguf_kv_string(const trit_gguf *gguf, uint64_t index,
+                                         const char **out_str);
 /* Arrays: element type and count; numeric elements are little-endian at `out_data` (NULL for
  * string arrays; read those with trit_gguf_kv_array_string). */
 TRIT_API trit_status trit_gguf_kv_array(const trit_gguf *gguf, uint64_t index,
                                         trit_gguf_type *out_elem_type, uint64_t *out_count,
                                         const void **out_data);
-TRIT_API trit_status trit_gguf_kv_array_string(const trit_gguf *gguf, uint64_t index,
-                                               uint64_t elem, const char **out_str,
-                                               uint64_t *out_len);
+TRIT_API trit_status trit_gguf_kv_array_string(const trit_gguf *gguf, uint64_t index, uint64_t elem,
+                                               const char **out_str, uint64_t *out_len);
 
 TRIT_API trit_status trit_gguf_tensor_find(const trit_gguf *gguf, const char *name,
                                            uint64_t *out_index);

@@ -106,7 +106,7 @@ typedef struct trit_plugin_kv_cache {
 } trit_plugin_kv_cache;
 
 typedef struct trit_plugin_attention_args {
-    uint32_t size; /* sizeof(trit_plugin_attention_args) */
+    uint32_t size;          /* sizeof(trit_plugin_attention_args) */
     trit_plugin_tensor q;   /* [T, H, D] */
     trit_plugin_tensor out; /* [T, H, D] */
     trit_plugin_kv_cache cache;
@@ -146,7 +146,7 @@ typedef struct trit_plugin_vtable {
     uint32_t abi_version;  /* plugin writes TRIT_PLUGIN_ABI_VERSION it was built with */
     uint32_t abi_min_host; /* oldest host ABI the plugin can work with */
     trit_backend backend;
-    const char *name;      /* short lowercase name: "cpu", "vulkan"; static storage */
+    const char *name; /* short lowercase name: "cpu", "vulkan"; static storage */
 
     /* Lifecycle. init may fail softly (no driver, no device): return an error with a sentence
      * through host->set_error; the host then skips the plugin and keeps the sentence. */
