@@ -555,32 +555,12 @@ static void combine_task(void *ctx, int64_t begin, int64_t end, int thread)
 
 /* --- entry points ---------------------------------------------------------------------------- */
 
-int cpu_attention_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
-                           size_t reason_size)
+const char *cpu_attention_unsupported(const cpu_device *dev, const trit_op_desc *desc)
 {
     (void)dev;
-    const char *why = NULL;
-    int d = desc->head_dim;
     if (desc->op != TRIT_OP_ATTENTION)
-        why = "not an attention op";
-    else if (d != 64 && d != 80 && d != 96 && d != 128 && d != 256)
-        why = "head dim must be 64, 80, 96, 128 or 256";
-    else if (desc->x_dtype != TRIT_DTYPE_F32 && desc->x_dtype != TRIT_DTYPE_F16)
-        why = "q must be f32 or f16";
-    else if (desc->y_dtype != TRIT_DTYPE_F32 && desc->y_dtype != TRIT_DTYPE_F16)
-        why = "out must be f32 or f16";
-    else if (desc->kv_dtype != TRIT_DTYPE_F32 && desc->kv_dtype != TRIT_DTYPE_F16)
-        why = "the KV cache must be f32 or f16";
-    if (!why)
-        return 1;
-    if (reason && reason_size) {
-        size_t n = strlen(why);
-        if (n >= reason_size)
-            n = reason_size - 1;
-        memcpy(reason, why, n);
-        reason[n] = '\0';
-    }
-    return 0;
+        return "not an attention op";
+    return cpu_head_op_unsupported(desc, "q must be f32 or f16", "out must be f32 or f16");
 }
 
 const attn_kernels *attn_kernels_select(const cpu_device *dev)

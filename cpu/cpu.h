@@ -86,22 +86,26 @@ trit_status cpu_buffer_copy(void *stream, void *src, uint64_t src_offset, void *
 trit_status cpu_buffer_fill(void *stream, void *buffer, uint64_t offset, uint8_t value,
                             uint64_t bytes);
 
+/* Support queries below return NULL when the device runs the op, else the reason. */
+
 /* gemv.c: ternary matrices in the CPU layout, and the fused GEMV (plain and gated). */
-int cpu_gemv_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
-                      size_t reason_size);
+const char *cpu_gemv_unsupported(const cpu_device *dev, const trit_op_desc *desc);
 trit_status cpu_ternary_create(cpu_device *dev, const trit_ternary_host *w, void **out_ternary,
                                uint64_t *out_device_bytes);
 void cpu_ternary_destroy(cpu_device *dev, void *ternary);
 trit_status cpu_gemv(cpu_device *dev, const trit_plugin_gemv_args *args);
 
 /* attention.c: tiled attention with online softmax (prefill and split-KV decode). */
-int cpu_attention_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
-                           size_t reason_size);
+const char *cpu_attention_unsupported(const cpu_device *dev, const trit_op_desc *desc);
 trit_status cpu_attention(cpu_device *dev, const trit_plugin_attention_args *args);
 
 /* rope.c: RoPE + append to the KV cache. */
-int cpu_rope_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
-                      size_t reason_size);
+const char *cpu_rope_unsupported(const cpu_device *dev, const trit_op_desc *desc);
+
+/* plugin.c: what attention and RoPE share: head dims 64/80/96/128/256, f32/f16 tensors. Returns
+ * NULL when supported, else `x_why` / `y_why` or a sentence of its own. */
+const char *cpu_head_op_unsupported(const trit_op_desc *desc, const char *x_why,
+                                    const char *y_why);
 trit_status cpu_rope_kv_append(cpu_device *dev, const trit_plugin_rope_args *args);
 
 #endif /* TRIT_CPU_CPU_H */

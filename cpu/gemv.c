@@ -108,31 +108,20 @@ void gemv_rows_portable(const gemv_call *c, int64_t tile_begin, int64_t tile_end
 
 /* --- support query ---------------------------------------------------------------------------- */
 
-int cpu_gemv_supports(const cpu_device *dev, const trit_op_desc *desc, char *reason,
-                      size_t reason_size)
+const char *cpu_gemv_unsupported(const cpu_device *dev, const trit_op_desc *desc)
 {
     (void)dev;
-    const char *why = NULL;
     if (desc->op != TRIT_OP_GEMV && desc->op != TRIT_OP_GEMV_GATED)
-        why = "not a GEMV op";
-    else if (desc->x_dtype != TRIT_DTYPE_F32 && desc->x_dtype != TRIT_DTYPE_F16)
-        why = "gemv: x must be f32 or f16";
-    else if (desc->y_dtype != TRIT_DTYPE_F32 && desc->y_dtype != TRIT_DTYPE_F16)
-        why = "gemv: y must be f32 or f16";
-    else if (desc->path != TRIT_GEMV_FLOAT && desc->path != TRIT_GEMV_INT8)
-        why = "gemv: unknown numeric path";
-    else if (desc->n < 1 || desc->n > TRIT_GEMV_MAX_N)
-        why = "gemv: N must be 1..16";
-    if (!why)
-        return 1;
-    if (reason && reason_size) {
-        size_t n = strlen(why);
-        if (n >= reason_size)
-            n = reason_size - 1;
-        memcpy(reason, why, n);
-        reason[n] = '\0';
-    }
-    return 0;
+        return "not a GEMV op";
+    if (desc->x_dtype != TRIT_DTYPE_F32 && desc->x_dtype != TRIT_DTYPE_F16)
+        return "gemv: x must be f32 or f16";
+    if (desc->y_dtype != TRIT_DTYPE_F32 && desc->y_dtype != TRIT_DTYPE_F16)
+        return "gemv: y must be f32 or f16";
+    if (desc->path != TRIT_GEMV_FLOAT && desc->path != TRIT_GEMV_INT8)
+        return "gemv: unknown numeric path";
+    if (desc->n < 1 || desc->n > TRIT_GEMV_MAX_N)
+        return "gemv: N must be 1..16";
+    return NULL;
 }
 
 /* --- upload ----------------------------------------------------------------------------------- */

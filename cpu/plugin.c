@@ -251,16 +251,36 @@ static trit_status plugin_device_info(void *device, trit_device_info *info)
     return TRIT_OK;
 }
 
+const char *cpu_head_op_unsupported(const trit_op_desc *desc, const char *x_why,
+                                    const char *y_why)
+{
+    int d = desc->head_dim;
+    if (d != 64 && d != 80 && d != 96 && d != 128 && d != 256)
+        return "head dim must be 64, 80, 96, 128 or 256";
+    if (desc->x_dtype != TRIT_DTYPE_F32 && desc->x_dtype != TRIT_DTYPE_F16)
+        return x_why;
+    if (desc->y_dtype != TRIT_DTYPE_F32 && desc->y_dtype != TRIT_DTYPE_F16)
+        return y_why;
+    if (desc->kv_dtype != TRIT_DTYPE_F32 && desc->kv_dtype != TRIT_DTYPE_F16)
+        return "the KV cache must be f32 or f16";
+    return NULL;
+}
+
 static int plugin_supports(void *device, const trit_op_desc *desc, char *reason, size_t size)
 {
     cpu_device *dev = device;
+    const char *why;
     switch (desc->op) {
     case TRIT_OP_GEMV:
-    case TRIT_OP_GEMV_GATED: return cpu_gemv_supports(dev, desc, reason, size);
-    case TRIT_OP_ATTENTION: return cpu_attention_supports(dev, desc, reason, size);
-    case TRIT_OP_ROPE_KV_APPEND: return cpu_rope_supports(dev, desc, reason, size);
+    case TRIT_OP_GEMV_GATED: why = cpu_gemv_unsupported(dev, desc); break;
+    case TRIT_OP_ATTENTION: why = cpu_attention_unsupported(dev, desc); break;
+    case TRIT_OP_ROPE_KV_APPEND: why = cpu_rope_unsupported(dev, desc); break;
+    default: why = "unknown op"; break;
     }
-    snprintf(reason, size, "unknown op %d", (int)desc->op);
+    if (!why)
+        return 1;
+    if (reason && size)
+        snprintf(reason, size, "%s", why);
     return 0;
 }
 
