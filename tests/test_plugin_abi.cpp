@@ -223,7 +223,7 @@ TEST(PluginAbi, AllVariantsTogetherLoadOnlyCompatibleOnes)
     EXPECT_EQ(6u, trit_device_count(ctx.c));
 }
 
-TEST(PluginLoader, FindsPluginsInTrititsOwnDirectoryWithoutAPath)
+TEST(PluginLoader, FindsPluginsInLibtritsOwnDirectoryWithoutAPath)
 {
     // No plugin_path and TRIT_PLUGIN_PATH unset: libtrit's directory holds the CPU plugin.
     std::string saved = getenv("TRIT_PLUGIN_PATH") ? getenv("TRIT_PLUGIN_PATH") : "";

@@ -1,0 +1,58 @@
+/*
+ * cu.h — internals of the CUDA plugin shared by its files. Nothing here crosses the plugin
+ * boundary.
+ *
+ * Every call into the CUDA runtime first makes the object's device current on the calling
+ * thread (cudaSetDevice is per thread and cheap when nothing changes).
+ */
+#ifndef TRIT_CUDA_CU_H
+#define TRIT_CUDA_CU_H
+
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+#include "trit/trit_plugin.h"
+
+typedef struct cuda_device {
+    const trit_plugin_host *host;
+    int ordinal; /* CUDA device number */
+    struct cudaDeviceProp prop;
+    int driver_version;
+    int runtime_version;
+} cuda_device;
+
+typedef struct cuda_buffer {
+    void *ptr;
+    uint64_t bytes;
+} cuda_buffer;
+
+typedef struct cuda_stream {
+    cuda_device *dev;
+    cudaStream_t stream;
+} cuda_stream;
+
+typedef struct cuda_event {
+    cuda_device *dev;
+    cudaEvent_t event;
+} cuda_event;
+
+/* Records "<what>: <cuda error name>: <description>" as the thread's error sentence and returns
+ * the matching status (out of memory, device lost, ...). */
+trit_status cuda_fail(const cuda_device *dev, cudaError_t err, const char *what);
+
+/* Makes dev current on this thread; fails with a sentence if that is impossible. */
+trit_status cuda_use(const cuda_device *dev);
+
+/* memory.c: the vtable's memory slots. */
+trit_status cuda_buffer_alloc(void *device, uint64_t bytes, void **out_buffer);
+void cuda_buffer_free(void *device, void *buffer);
+trit_status cuda_buffer_upload(void *stream, void *buffer, uint64_t offset, const void *src,
+                               uint64_t bytes);
+trit_status cuda_buffer_download(void *stream, void *buffer, uint64_t offset, void *dst,
+                                 uint64_t bytes);
+trit_status cuda_buffer_copy(void *stream, void *src, uint64_t src_offset, void *dst,
+                             uint64_t dst_offset, uint64_t bytes);
+trit_status cuda_buffer_fill(void *stream, void *buffer, uint64_t offset, uint8_t value,
+                             uint64_t bytes);
+
+#endif /* TRIT_CUDA_CU_H */
