@@ -8,16 +8,20 @@
 # one run shows every problem; the exit status is non-zero if any phase failed.
 #
 # Environment:
-#   TRIT_REQUIRE_BACKENDS  backends whose plugin must load and find a device (default "cpu"; CI
-#                          adds opencl,vulkan once those plugins exist). Set it empty to require
-#                          none.
+#   TRIT_REQUIRE_BACKENDS  backends whose plugin must load and find a device (default
+#                          "cpu,opencl"; vulkan joins when its plugin lands). Set it empty to
+#                          require none.
+#   POCL_DEVICES           PoCL's devices (default "pthread pthread": two OpenCL devices, so the
+#                          suite runs on both and copies between them).
+#   The OpenCL kernel cache goes to <build dir>/opencl-cache, never to $HOME.
 #   ASAN_OPTIONS, UBSAN_OPTIONS, LSAN_OPTIONS  appended to the settings below (later ones win).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 JOBS=2 # the CI machine has 2 cores; not $(nproc), so a big workstation behaves the same
-export TRIT_REQUIRE_BACKENDS="${TRIT_REQUIRE_BACKENDS-cpu}"
+export TRIT_REQUIRE_BACKENDS="${TRIT_REQUIRE_BACKENDS-cpu,opencl}"
+export POCL_DEVICES="${POCL_DEVICES-pthread pthread}"
 FORMAT_DIRS=(include host cpu cuda opencl vulkan bench tests tools)
 
 usage() {
@@ -168,6 +172,7 @@ build() {
     local dir=$1
     shift
     mkdir -p "$dir"
+    export TRIT_OPENCL_CACHE_DIR="$ROOT/$dir/opencl-cache" # test discovery starts the plugins
     if ! cmake -S . -B "$dir" "$@" >"$dir/ci-configure.log" 2>&1; then
         cat "$dir/ci-configure.log"
         echo "configure failed (log: $dir/ci-configure.log)"
@@ -195,7 +200,8 @@ build() {
 # they happen, and the full log is kept in DIR/ci-ctest.log.
 run_ctest() {
     local dir=$1
-    echo "TRIT_REQUIRE_BACKENDS=${TRIT_REQUIRE_BACKENDS}"
+    export TRIT_OPENCL_CACHE_DIR="$ROOT/$dir/opencl-cache"
+    echo "TRIT_REQUIRE_BACKENDS=${TRIT_REQUIRE_BACKENDS} POCL_DEVICES=\"${POCL_DEVICES}\""
     ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$JOBS" 2>&1 |
         tee "$dir/ci-ctest.log" |
         { grep --line-buffered -vE '^ *Start +[0-9]+:|Test +#[0-9]+: .* Passed ' || true; }
