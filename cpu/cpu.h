@@ -104,8 +104,7 @@ const char *cpu_rope_unsupported(const cpu_device *dev, const trit_op_desc *desc
 
 /* plugin.c: what attention and RoPE share: head dims 64/80/96/128/256, f32/f16 tensors. Returns
  * NULL when supported, else `x_why` / `y_why` or a sentence of its own. */
-const char *cpu_head_op_unsupported(const trit_op_desc *desc, const char *x_why,
-                                    const char *y_why);
+const char *cpu_head_op_unsupported(const trit_op_desc *desc, const char *x_why, const char *y_why);
 trit_status cpu_rope_kv_append(cpu_device *dev, const trit_plugin_rope_args *args);
 
 #endif /* TRIT_CPU_CPU_H */

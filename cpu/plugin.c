@@ -251,8 +251,7 @@ static trit_status plugin_device_info(void *device, trit_device_info *info)
     return TRIT_OK;
 }
 
-const char *cpu_head_op_unsupported(const trit_op_desc *desc, const char *x_why,
-                                    const char *y_why)
+const char *cpu_head_op_unsupported(const trit_op_desc *desc, const char *x_why, const char *y_why)
 {
     int d = desc->head_dim;
     if (d != 64 && d != 80 && d != 96 && d != 128 && d != 256)
