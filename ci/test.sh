@@ -9,19 +9,24 @@
 #
 # Environment:
 #   TRIT_REQUIRE_BACKENDS  backends whose plugin must load and find a device (default
-#                          "cpu,opencl"; vulkan joins when its plugin lands). Set it empty to
-#                          require none.
+#                          "cpu,opencl,vulkan"). Set it empty to require none.
 #   POCL_DEVICES           PoCL's devices (default "pthread pthread": two OpenCL devices, so the
 #                          suite runs on both and copies between them).
-#   The OpenCL kernel cache goes to <build dir>/opencl-cache, never to $HOME.
+#   TRIT_VULKAN_VALIDATION  default 1: the Khronos validation layer is on for every Vulkan test,
+#                          and any message it prints fails the test that caused it.
+#   The OpenCL kernel cache and the Vulkan pipeline cache go to <build dir>/, Mesa's shader cache
+#   (lavapipe compiles every pipeline with LLVM; warm, the Vulkan tests take seconds, not minutes)
+#   to build-mesa-cache/, shared by both builds; never to $HOME.
 #   ASAN_OPTIONS, UBSAN_OPTIONS, LSAN_OPTIONS  appended to the settings below (later ones win).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 JOBS=2 # the CI machine has 2 cores; not $(nproc), so a big workstation behaves the same
-export TRIT_REQUIRE_BACKENDS="${TRIT_REQUIRE_BACKENDS-cpu,opencl}"
+export TRIT_REQUIRE_BACKENDS="${TRIT_REQUIRE_BACKENDS-cpu,opencl,vulkan}"
 export POCL_DEVICES="${POCL_DEVICES-pthread pthread}"
+export TRIT_VULKAN_VALIDATION="${TRIT_VULKAN_VALIDATION-1}"
+export MESA_SHADER_CACHE_DIR="${MESA_SHADER_CACHE_DIR-$ROOT/build-mesa-cache}"
 FORMAT_DIRS=(include host cpu cuda opencl vulkan bench tests tools)
 
 usage() {
@@ -172,7 +177,9 @@ build() {
     local dir=$1
     shift
     mkdir -p "$dir"
-    export TRIT_OPENCL_CACHE_DIR="$ROOT/$dir/opencl-cache" # test discovery starts the plugins
+    # Test discovery runs the test binary, which starts the plugins: same caches as the tests.
+    export TRIT_OPENCL_CACHE_DIR="$ROOT/$dir/opencl-cache"
+    export TRIT_VULKAN_CACHE_DIR="$ROOT/$dir/vulkan-cache"
     if ! cmake -S . -B "$dir" "$@" >"$dir/ci-configure.log" 2>&1; then
         cat "$dir/ci-configure.log"
         echo "configure failed (log: $dir/ci-configure.log)"
@@ -201,6 +208,8 @@ build() {
 run_ctest() {
     local dir=$1
     export TRIT_OPENCL_CACHE_DIR="$ROOT/$dir/opencl-cache"
+    export TRIT_VULKAN_CACHE_DIR="$ROOT/$dir/vulkan-cache"
+    echo "TRIT_VULKAN_VALIDATION=${TRIT_VULKAN_VALIDATION}"
     echo "TRIT_REQUIRE_BACKENDS=${TRIT_REQUIRE_BACKENDS} POCL_DEVICES=\"${POCL_DEVICES}\""
     ctest --test-dir "$dir" --output-on-failure --no-tests=error -j "$JOBS" 2>&1 |
         tee "$dir/ci-ctest.log" |
