@@ -9,7 +9,6 @@
 
 #include <dirent.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -427,55 +426,6 @@ TEST(Opencl, BufferAboveMaxAllocSizeIsOutOfMemoryWithTheLimit)
     EXPECT_NE(nullptr,
               std::strstr(trit_last_error(), std::to_string(info.max_buffer_bytes).c_str()))
         << trit_last_error();
-}
-
-// The child half of MissingIcdSkipsThePluginWithAReason: runs only when that test starts this
-// binary again with OCL_ICD_VENDORS pointing at an empty directory.
-TEST(OpenclChild, PluginIsSkippedWithoutAnIcd)
-{
-    if (!std::getenv("TRIT_TEST_OPENCL_CHILD"))
-        GTEST_SKIP() << "runs as a child of Opencl.MissingIcdSkipsThePluginWithAReason";
-    Ctx c("opencl", {"opencl.cache_dir=off"});
-    ASSERT_NE(nullptr, c.ctx);
-    EXPECT_EQ(0u, trit_device_count(c.ctx));
-    EXPECT_NE(std::string::npos, c.skip_reason().find("no OpenCL platform found"))
-        << c.skip_reason();
-}
-
-// The ICD loader reads its vendor list once per process, so the check runs in a fresh process.
-TEST(Opencl, MissingIcdSkipsThePluginWithAReason)
-{
-    if (std::getenv("TRIT_TEST_OPENCL_CHILD"))
-        GTEST_SKIP() << "this is the child";
-    {
-        Ctx c("opencl", {"opencl.cache_dir=off"});
-        if (c.skip_reason() == "the opencl plugin was not found")
-            GTEST_SKIP() << "the opencl plugin was not built";
-    }
-    std::string dir = make_temp_dir(); // empty: no .icd file in it
-    // The child's environment is built before fork: only exec is safe in a threaded child.
-    std::vector<std::string> env_strings = {"OCL_ICD_VENDORS=" + dir, "TRIT_TEST_OPENCL_CHILD=1"};
-    for (char **e = environ; *e; e++)
-        if (std::strncmp(*e, "OCL_ICD_VENDORS=", 16) != 0)
-            env_strings.emplace_back(*e);
-    std::vector<char *> envp;
-    for (auto &e : env_strings)
-        envp.push_back(&e[0]);
-    envp.push_back(nullptr);
-    char arg0[] = "trit-tests", arg1[] = "--gtest_filter=OpenclChild.*";
-    char *argv[] = {arg0, arg1, nullptr};
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        execve("/proc/self/exe", argv, envp.data());
-        _exit(127);
-    }
-    int status = 0;
-    ASSERT_EQ(pid, waitpid(pid, &status, 0));
-    ASSERT_TRUE(WIFEXITED(status));
-    EXPECT_EQ(0, WEXITSTATUS(status))
-        << "the child (OpenclChild.PluginIsSkippedWithoutAnIcd) failed";
-    rmdir(dir.c_str());
 }
 
 } // namespace
