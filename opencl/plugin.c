@@ -9,6 +9,7 @@
  *   opencl.int_dot    / TRIT_OPENCL_INT_DOT     auto | off: cl_khr_integer_dot_product
  *   opencl.fp64       / TRIT_OPENCL_FP64        auto | off: fp64 for the exact RMSNorm prologue
  *   opencl.correct_div/ TRIT_OPENCL_CORRECT_DIV auto | off: -cl-fp32-correctly-rounded-divide-sqrt
+ *   opencl.build_options / TRIT_OPENCL_BUILD_OPTIONS  extra options for every kernel build
  *   opencl.cache_dir  / TRIT_OPENCL_CACHE_DIR   kernel binary cache directory, or "off"
  *                                               (default $XDG_CACHE_HOME/trit, ~/.cache/trit)
  * Forcing a capability off makes the kernels take their fallback path, so every fallback can be
@@ -315,6 +316,17 @@ static trit_status plugin_device_open(void *plugin, uint32_t index, void **out_d
     dev->little_endian = b != CL_FALSE;
     query_capabilities(p, dev);
     ocl_device_build_options(dev);
+    /* opencl.build_options: extra compiler options appended to every build (tuning, debugging;
+     * the tests use it to make a build fail on purpose). */
+    const char *user_options = option(p, "build_options");
+    if (user_options && *user_options) {
+        size_t used = strlen(dev->build_options);
+        if (used + 1 + strlen(user_options) < sizeof(dev->build_options))
+            snprintf(dev->build_options + used, sizeof(dev->build_options) - used, " %s",
+                     user_options);
+        else
+            ocl_log(dev, TRIT_LOG_WARNING, "option build_options is too long; ignored");
+    }
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->platform, 0};

@@ -428,4 +428,40 @@ TEST(Opencl, BufferAboveMaxAllocSizeIsOutOfMemoryWithTheLimit)
         << trit_last_error();
 }
 
+// A kernel that fails to compile must say why: the status sentence carries the first error line
+// of the build log. The extra build option breaks every program on purpose.
+TEST(Opencl, KernelBuildFailureReportsTheBuildLogsFirstError)
+{
+    Ctx c("opencl", {"opencl.cache_dir=off", "opencl.build_options=-Dfloat=trit_no_such_type"});
+    ASSERT_NE(nullptr, c.ctx);
+    ASSERT_GT(trit_device_count(c.ctx), 0u) << c.skip_reason();
+    trit_device *d = nullptr;
+    ASSERT_EQ(TRIT_OK, trit_device_get(c.ctx, 0, &d));
+    const int64_t m = 8, k = 64;
+    auto w = tt::random_ternary(m * k, 3);
+    trit_ternary_desc desc{};
+    desc.size = sizeof(desc);
+    desc.rows = m;
+    desc.cols = k;
+    desc.format = TRIT_WEIGHTS_I8;
+    desc.data = w.data();
+    desc.data_bytes = w.size();
+    trit_ternary *t = nullptr;
+    trit_status st = trit_ternary_upload(d, &desc, &t);
+    if (st == TRIT_OK) { // the upload ran no kernel: the GEMV is the first build
+        tt::Stream s(d);
+        tt::DeviceTensor x = tt::upload(d, s, TRIT_DTYPE_F32, {1, k}, tt::random_floats(k, 4));
+        tt::DeviceTensor y = tt::poisoned(d, s, TRIT_DTYPE_F32, {1, m});
+        st = trit_ternary_gemv(s, t, &x.t, &y.t, nullptr);
+        if (st == TRIT_OK)
+            st = trit_stream_sync(s);
+        trit_ternary_free(t);
+    }
+    EXPECT_EQ(TRIT_ERROR_BACKEND, st);
+    std::string msg = trit_last_error();
+    EXPECT_NE(std::string::npos, msg.find("building OpenCL program")) << msg;
+    EXPECT_NE(std::string::npos, msg.find("error")) << msg;
+    EXPECT_NE(std::string::npos, msg.find("trit_no_such_type")) << msg;
+}
+
 } // namespace
