@@ -4,6 +4,7 @@
 // through the public API (a clear status and message, and the output left untouched). The CPU
 // plugin's ISA levels (cpu.isa=portable/avx2/avx512) are also run side by side.
 #include "common.h"
+#include "gemv_run.h"
 
 #include <algorithm>
 #include <functional>
@@ -90,18 +91,6 @@ ref::GemvProblem make_problem(const Case &c)
     return p;
 }
 
-std::vector<int32_t> download_i32(trit_stream *s, const trit_tensor &t)
-{
-    int64_t n = 1;
-    for (uint32_t d = 0; d < t.rank; d++)
-        n *= t.shape[d];
-    std::vector<int32_t> out((size_t)n);
-    EXPECT_EQ(TRIT_OK, trit_buffer_download(s, t.buffer, t.offset, out.data(), out.size() * 4))
-        << trit_last_error();
-    EXPECT_EQ(TRIT_OK, trit_stream_sync(s)) << trit_last_error();
-    return out;
-}
-
 // Runs one case on `dev` and compares it with the reference.
 Outcome run_case(trit_device *dev, const Case &c)
 {
@@ -109,42 +98,12 @@ Outcome run_case(trit_device *dev, const Case &c)
     ref::GemvProblem p = make_problem(c);
     o.ref = ref::gemv(p);
 
-    tt::Stream s(dev);
-    tt::Ternary w = tt::upload_ternary(dev, p.w, c.m, c.k, c.scale, p.scales);
-    tt::Ternary wu =
-        c.gated ? tt::upload_ternary(dev, p.w_up, c.m, c.k, c.scale, p.scales_up) : tt::Ternary();
-    tt::DeviceTensor x = tt::upload(dev, s, c.x_dtype, {c.n, c.k}, p.x);
-    tt::DeviceTensor y = tt::poisoned(dev, s, c.y_dtype, {c.n, c.m});
-    tt::DeviceTensor g, bias, res, acc;
-    trit_gemv_params params;
-    trit_gemv_params_init(&params);
-    params.path = c.path;
-    params.act = c.act;
-    if (c.rmsnorm) {
-        g = tt::upload(dev, s, TRIT_DTYPE_F32, {c.k}, p.rmsnorm_weight);
-        params.rmsnorm_weight = &g.t;
-        params.rmsnorm_eps = p.rmsnorm_eps;
-    }
-    if (c.bias) {
-        bias = tt::upload(dev, s, TRIT_DTYPE_F32, {c.m}, p.bias);
-        params.bias = &bias.t;
-    }
-    if (c.residual) {
-        res = tt::upload(dev, s, c.y_dtype, {c.n, c.m}, p.residual);
-        params.residual = &res.t;
-    }
-    if (c.accumulators) {
-        acc = tt::poisoned(dev, s, TRIT_DTYPE_I32, {c.n, c.m});
-        params.accumulators = &acc.t;
-    }
-    trit_status st = c.gated ? trit_ternary_gemv_gated(s, w, wu, &x.t, &y.t, &params)
-                             : trit_ternary_gemv(s, w, &x.t, &y.t, &params);
-    EXPECT_EQ(TRIT_OK, st) << c.describe() << ": " << trit_last_error();
-    if (st != TRIT_OK)
+    tt::GemvRun r = tt::run_gemv(dev, p, c.x_dtype, c.y_dtype, c.accumulators);
+    EXPECT_EQ(TRIT_OK, r.status) << c.describe() << ": " << trit_last_error();
+    if (r.status != TRIT_OK)
         return o;
-    o.y = tt::download(s, y.t);
-    if (c.accumulators)
-        o.acc = download_i32(s, acc.t);
+    o.y = std::move(r.y);
+    o.acc.assign(r.acc.begin(), r.acc.end());
     o.error = tt::rel_error(o.y, o.ref.y);
     return o;
 }

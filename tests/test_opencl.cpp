@@ -15,6 +15,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "gemv_run.h"
 #include "reference/ref_gemv.h"
 
 namespace {
@@ -168,51 +169,12 @@ void check_gemv(trit_device *dev, const GemvCase &c)
     }
     ref::GemvResult r = ref::gemv(p);
 
-    tt::Stream s(dev);
-    tt::Ternary w = tt::upload_ternary(dev, p.w, c.m, c.k, c.scale, p.scales);
-    tt::Ternary wu =
-        c.gated ? tt::upload_ternary(dev, p.w_up, c.m, c.k, c.scale, p.scales_up) : tt::Ternary();
-    auto x = tt::upload(dev, s, c.x_dtype, {c.n, c.k}, p.x);
-    auto y = tt::poisoned(dev, s, c.y_dtype, {c.n, c.m});
-    tt::DeviceTensor g, b, res, acc;
-    trit_gemv_params prm;
-    trit_gemv_params_init(&prm);
-    prm.path = c.path;
-    prm.act = c.act;
-    if (c.rmsnorm) {
-        g = tt::upload(dev, s, TRIT_DTYPE_F32, {c.k}, p.rmsnorm_weight);
-        prm.rmsnorm_weight = &g.t;
-        prm.rmsnorm_eps = p.rmsnorm_eps;
-    }
-    if (c.bias) {
-        b = tt::upload(dev, s, TRIT_DTYPE_F32, {c.m}, p.bias);
-        prm.bias = &b.t;
-    }
-    if (c.residual) {
-        res = tt::upload(dev, s, c.y_dtype, {c.n, c.m}, p.residual);
-        prm.residual = &res.t;
-    }
     const bool want_acc = c.path == TRIT_GEMV_INT8 && c.scale != TRIT_SCALE_BLOCK;
-    if (want_acc) {
-        acc = tt::poisoned(dev, s, TRIT_DTYPE_I32, {c.n, c.m});
-        prm.accumulators = &acc.t;
-    }
-    if (c.gated)
-        TRIT_ASSERT_OK(trit_ternary_gemv_gated(s, w, wu, &x.t, &y.t, &prm));
-    else
-        TRIT_ASSERT_OK(trit_ternary_gemv(s, w, &x.t, &y.t, &prm));
-    std::vector<float> out = tt::download(s, y.t);
-    EXPECT_LT(tt::rel_error(out, r.y), tt::tolerance(c.y_dtype));
-    if (want_acc) {
-        std::vector<uint8_t> bytes = tt::download_bytes(s, acc.buf);
-        std::vector<int64_t> got((size_t)(c.n * c.m));
-        for (size_t i = 0; i < got.size(); i++) {
-            int32_t v;
-            std::memcpy(&v, &bytes[i * 4], 4);
-            got[i] = v;
-        }
-        EXPECT_EQ(r.acc, got) << "INT8 accumulators differ from the exact reference";
-    }
+    tt::GemvRun run = tt::run_gemv(dev, p, c.x_dtype, c.y_dtype, want_acc);
+    ASSERT_EQ(TRIT_OK, run.status) << trit_last_error();
+    EXPECT_LT(tt::rel_error(run.y, r.y), tt::tolerance(c.y_dtype));
+    if (want_acc)
+        EXPECT_EQ(r.acc, run.acc) << "INT8 accumulators differ from the exact reference";
 }
 
 std::vector<GemvCase> fallback_cases()

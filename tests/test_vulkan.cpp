@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "gemv_run.h"
 #include "reference/ref_gemv.h"
 #include "trit/trit.h"
 
@@ -142,50 +143,12 @@ void check_gemv(trit_device *dev, const Case &c)
     }
     const ref::GemvResult want = ref::gemv(p);
 
-    tt::Stream s(dev);
-    tt::Ternary w = tt::upload_ternary(dev, p.w, c.m, c.k, c.scale, p.scales);
-    tt::Ternary wu =
-        c.gated ? tt::upload_ternary(dev, p.w_up, c.m, c.k, c.scale, p.scales_up) : tt::Ternary();
-    ASSERT_NE(nullptr, w.t);
-    tt::DeviceTensor x = tt::upload(dev, s, c.x_dtype, {c.n, c.k}, p.x);
-    tt::DeviceTensor y = tt::poisoned(dev, s, c.y_dtype, {c.n, c.m});
-    tt::DeviceTensor g, bias, res, acc;
-    trit_gemv_params params;
-    trit_gemv_params_init(&params);
-    params.path = c.path;
-    params.act = c.act;
-    if (c.rmsnorm) {
-        g = tt::upload(dev, s, TRIT_DTYPE_F32, {c.k}, p.rmsnorm_weight);
-        params.rmsnorm_weight = &g.t;
-        params.rmsnorm_eps = p.rmsnorm_eps;
-    }
-    if (c.bias) {
-        bias = tt::upload(dev, s, TRIT_DTYPE_F32, {c.m}, p.bias);
-        params.bias = &bias.t;
-    }
-    if (c.residual) {
-        res = tt::upload(dev, s, c.y_dtype, {c.n, c.m}, p.residual);
-        params.residual = &res.t;
-    }
     const bool with_acc = c.path == TRIT_GEMV_INT8 && c.scale != TRIT_SCALE_BLOCK;
-    if (with_acc) {
-        acc = tt::poisoned(dev, s, TRIT_DTYPE_I32, {c.n, c.m});
-        params.accumulators = &acc.t;
-    }
-    trit_status st = c.gated ? trit_ternary_gemv_gated(s, w, wu, &x.t, &y.t, &params)
-                             : trit_ternary_gemv(s, w, &x.t, &y.t, &params);
-    ASSERT_EQ(TRIT_OK, st) << trit_last_error();
-    std::vector<float> got = tt::download(s, y.t);
-    ASSERT_EQ(TRIT_OK, trit_stream_sync(s)) << trit_last_error();
-    EXPECT_LT(tt::rel_error(got, want.y), tt::tolerance(c.y_dtype));
-    if (with_acc) {
-        std::vector<float> a = tt::download(s, acc.t);
-        int bad = 0;
-        for (size_t i = 0; i < a.size(); i++)
-            if ((int64_t)a[i] != want.acc[i] && bad++ < 5)
-                ADD_FAILURE() << "accumulator " << i << ": device " << a[i] << ", reference "
-                              << want.acc[i];
-    }
+    tt::GemvRun run = tt::run_gemv(dev, p, c.x_dtype, c.y_dtype, with_acc);
+    ASSERT_EQ(TRIT_OK, run.status) << trit_last_error();
+    EXPECT_LT(tt::rel_error(run.y, want.y), tt::tolerance(c.y_dtype));
+    if (with_acc)
+        EXPECT_EQ(want.acc, run.acc) << "INT8 accumulators differ from the exact reference";
 }
 
 // A mix that touches every shader path: both numeric paths, RMSNorm, f16 in and out, gated
