@@ -13,6 +13,10 @@
 
 #include "trit/trit_plugin.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct cuda_device {
     const trit_plugin_host *host;
     int ordinal; /* CUDA device number */
@@ -54,5 +58,27 @@ trit_status cuda_buffer_copy(void *stream, void *src, uint64_t src_offset, void 
                              uint64_t dst_offset, uint64_t bytes);
 trit_status cuda_buffer_fill(void *stream, void *buffer, uint64_t offset, uint8_t value,
                              uint64_t bytes);
+
+/* gemv.cu: ternary matrices (layout chosen at upload) and the fused GEMV. */
+trit_status cuda_ternary_create(void *device, const trit_ternary_host *weights, void **out_ternary,
+                                uint64_t *out_device_bytes);
+void cuda_ternary_destroy(void *device, void *ternary);
+int cuda_gemv_supports(const cuda_device *dev, const trit_op_desc *desc, char *reason,
+                       size_t reason_size);
+trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args);
+
+/* attention.cu: tiled prefill on tensor cores, split-KV decode and its combine. */
+int cuda_attention_supports(const cuda_device *dev, const trit_op_desc *desc, char *reason,
+                            size_t reason_size);
+trit_status cuda_attention(void *stream, const trit_plugin_attention_args *args);
+
+/* rope.cu: RoPE on Q and new K, and the append of K/V into the cache. */
+int cuda_rope_supports(const cuda_device *dev, const trit_op_desc *desc, char *reason,
+                       size_t reason_size);
+trit_status cuda_rope_kv_append(void *stream, const trit_plugin_rope_args *args);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* TRIT_CUDA_CU_H */

@@ -6,8 +6,7 @@
  * cudaErrorInsufficientDriver (no libcuda.so.1 at all) or cudaErrorNoDevice; init then fails
  * softly with a sentence and the host skips the plugin, keeping the reason.
  *
- * The ops (GEMV, attention, RoPE + append) are not implemented in this plugin yet: their slots
- * are NULL and supports() says so, so the host reports TRIT_ERROR_UNSUPPORTED for them.
+ * The ops live in gemv.cu, attention.cu and rope.cu; supports() asks the op's file.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,11 +177,20 @@ static trit_status plugin_device_info(void *device, trit_device_info *info)
 
 static int plugin_supports(void *device, const trit_op_desc *desc, char *reason, size_t size)
 {
-    (void)device;
-    (void)desc;
-    if (reason && size)
-        snprintf(reason, size, "the CUDA plugin does not implement its ops yet");
-    return 0;
+    const cuda_device *d = device;
+    switch (desc->op) {
+    case TRIT_OP_GEMV:
+    case TRIT_OP_GEMV_GATED:
+        return cuda_gemv_supports(d, desc, reason, size);
+    case TRIT_OP_ATTENTION:
+        return cuda_attention_supports(d, desc, reason, size);
+    case TRIT_OP_ROPE_KV_APPEND:
+        return cuda_rope_supports(d, desc, reason, size);
+    default:
+        if (reason && size)
+            snprintf(reason, size, "the CUDA plugin does not know op %d", (int)desc->op);
+        return 0;
+    }
 }
 
 /* --- streams and events -------------------------------------------------------------------- */
@@ -324,6 +332,11 @@ TRIT_PLUGIN_EXPORT trit_status trit_plugin_query(uint32_t host_abi_version,
     vt.buffer_download = cuda_buffer_download;
     vt.buffer_copy = cuda_buffer_copy;
     vt.buffer_fill = cuda_buffer_fill;
+    vt.ternary_create = cuda_ternary_create;
+    vt.ternary_destroy = cuda_ternary_destroy;
+    vt.gemv = cuda_gemv;
+    vt.attention = cuda_attention;
+    vt.rope_kv_append = cuda_rope_kv_append;
     uint32_t n = vtable->size < vt.size ? vtable->size : vt.size;
     memcpy(vtable, &vt, n);
     vtable->size = vt.size;
