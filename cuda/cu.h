@@ -33,6 +33,12 @@ typedef struct cuda_buffer {
 typedef struct cuda_stream {
     cuda_device *dev;
     cudaStream_t stream;
+    struct cuda_staging *staging; /* attention.cu: pinned upload staging, NULL until first use */
+    /* Device scratch private to the stream (per-call temporaries of the ops), grown on demand by
+     * cuda_stream_scratch and freed with the stream. Work on one stream runs in order, so reusing
+     * it needs no more synchronisation; a per-device buffer would race between streams. */
+    void *scratch;
+    uint64_t scratch_bytes;
 } cuda_stream;
 
 typedef struct cuda_event {
@@ -46,6 +52,11 @@ trit_status cuda_fail(const cuda_device *dev, cudaError_t err, const char *what)
 
 /* Makes dev current on this thread; fails with a sentence if that is impossible. */
 trit_status cuda_use(const cuda_device *dev);
+
+/* plugin.c: at least `bytes` of the stream's scratch, valid for work enqueued on this stream until
+ * the next call. Growing waits for the stream's queued work first (it may still use the old one).
+ */
+trit_status cuda_stream_scratch(cuda_stream *s, uint64_t bytes, void **out_ptr);
 
 /* memory.c: the vtable's memory slots. */
 trit_status cuda_buffer_alloc(void *device, uint64_t bytes, void **out_buffer);
@@ -71,6 +82,15 @@ trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args);
 int cuda_attention_supports(const cuda_device *dev, const trit_op_desc *desc, char *reason,
                             size_t reason_size);
 trit_status cuda_attention(void *stream, const trit_plugin_attention_args *args);
+
+/* attention.cu: per-stream pinned staging for the small host arrays an op sends to the device
+ * (block tables, lengths, ALiBi slopes, sinks). acquire returns host memory of at least `bytes`
+ * that stays untouched by other calls until its upload (cudaMemcpyAsync on the stream) has run;
+ * upload enqueues the copy of the acquired memory to `dst` and marks the slot busy until the
+ * stream passes it. The stream owns the slots; release frees them (after a stream sync). */
+trit_status cuda_staging_acquire(cuda_stream *s, size_t bytes, void **out_host);
+trit_status cuda_staging_upload(cuda_stream *s, void *dst, size_t bytes);
+void cuda_staging_release(cuda_stream *s);
 
 /* rope.cu: RoPE on Q and new K, and the append of K/V into the cache. */
 int cuda_rope_supports(const cuda_device *dev, const trit_op_desc *desc, char *reason,

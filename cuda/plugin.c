@@ -180,12 +180,9 @@ static int plugin_supports(void *device, const trit_op_desc *desc, char *reason,
     const cuda_device *d = device;
     switch (desc->op) {
     case TRIT_OP_GEMV:
-    case TRIT_OP_GEMV_GATED:
-        return cuda_gemv_supports(d, desc, reason, size);
-    case TRIT_OP_ATTENTION:
-        return cuda_attention_supports(d, desc, reason, size);
-    case TRIT_OP_ROPE_KV_APPEND:
-        return cuda_rope_supports(d, desc, reason, size);
+    case TRIT_OP_GEMV_GATED: return cuda_gemv_supports(d, desc, reason, size);
+    case TRIT_OP_ATTENTION: return cuda_attention_supports(d, desc, reason, size);
+    case TRIT_OP_ROPE_KV_APPEND: return cuda_rope_supports(d, desc, reason, size);
     default:
         if (reason && size)
             snprintf(reason, size, "the CUDA plugin does not know op %d", (int)desc->op);
@@ -221,9 +218,39 @@ static void plugin_stream_destroy(void *stream)
     cuda_stream *s = stream;
     if (cuda_use(s->dev) == TRIT_OK) {
         cudaStreamSynchronize(s->stream);
+        cuda_staging_release(s);
         cudaStreamDestroy(s->stream);
+        if (s->scratch)
+            cudaFree(s->scratch);
     }
     free(s);
+}
+
+trit_status cuda_stream_scratch(cuda_stream *s, uint64_t bytes, void **out_ptr)
+{
+    if (s->scratch && bytes <= s->scratch_bytes) {
+        *out_ptr = s->scratch;
+        return TRIT_OK;
+    }
+    /* Grow by at least half, in whole MiB, so a sequence of growing calls allocates rarely. */
+    const uint64_t mib = (uint64_t)1 << 20;
+    const uint64_t want = (bytes + bytes / 2 + mib - 1) & ~(mib - 1);
+    cudaError_t err = cudaStreamSynchronize(s->stream);
+    if (err != cudaSuccess)
+        return cuda_fail(s->dev, err, "cudaStreamSynchronize (growing the stream's scratch)");
+    if (s->scratch) {
+        cudaFree(s->scratch);
+        s->scratch = NULL;
+        s->scratch_bytes = 0;
+    }
+    void *p = NULL;
+    err = cudaMalloc(&p, (size_t)want);
+    if (err != cudaSuccess)
+        return cuda_fail(s->dev, err, "cudaMalloc (the stream's scratch)");
+    s->scratch = p;
+    s->scratch_bytes = want;
+    *out_ptr = p;
+    return TRIT_OK;
 }
 
 static trit_status plugin_stream_sync(void *stream)
