@@ -9,7 +9,7 @@ packages=(
   libgtest-dev
   libopenblas-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
-  libvulkan-dev mesa-vulkan-drivers glslc vulkan-validationlayers vulkan-tools
+  libvulkan-dev mesa-vulkan-drivers glslc spirv-tools vulkan-validationlayers vulkan-tools
   libopenmpi-dev openmpi-bin
 )
 

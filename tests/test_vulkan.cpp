@@ -2,14 +2,20 @@
 // reference results, the pipeline cache is reused and a corrupt cache file is ignored, matrices
 // wider than maxStorageBufferRange are split, freeing what pending work uses is safe, and the
 // validation layer stays silent (including at context destruction, where it reports leaked
-// objects). Each test makes its own context with
+// objects), and the cooperative-matrix attention path is chosen by one pure decision (fed made-up
+// devices here), reported with its reason, and — emulated, since no CI device has cooperative
+// matrices — gives reference results. Each test makes its own context with
 // only the Vulkan plugin, so a plugin that fails to start fails the test with its reason.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,8 +24,13 @@
 
 #include "common.h"
 #include "gemv_run.h"
+#include "reference/ref_attention.h"
 #include "reference/ref_gemv.h"
 #include "trit/trit.h"
+#if __has_include(<vulkan/vulkan.h>)
+#include "vulkan/coop_matrix.h" // the selection is a pure function: tested without a device
+#define TRIT_TEST_VULKAN_HEADERS 1
+#endif
 
 namespace {
 
@@ -475,4 +486,473 @@ TEST(Vulkan, ValidationLayerStaysSilent)
     // object still alive then, while our messenger still listens.
     v.destroy();
     EXPECT_EQ(0, v.log.count("vulkan validation")) << v.log.first("vulkan validation");
+}
+
+// ---- cooperative-matrix attention ------------------------------------------------------------
+
+#ifdef TRIT_TEST_VULKAN_HEADERS
+namespace {
+
+VkCooperativeMatrixPropertiesNV coop_props(uint32_t m, uint32_t n, uint32_t k, VkComponentTypeNV ab,
+                                           VkComponentTypeNV c,
+                                           VkScopeNV scope = VK_SCOPE_SUBGROUP_NV,
+                                           VkComponentTypeNV d = VK_COMPONENT_TYPE_MAX_ENUM_NV)
+{
+    VkCooperativeMatrixPropertiesNV p{};
+    p.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    p.MSize = m;
+    p.NSize = n;
+    p.KSize = k;
+    p.AType = p.BType = ab;
+    p.CType = c;
+    p.DType = d == VK_COMPONENT_TYPE_MAX_ENUM_NV ? c : d;
+    p.scope = scope;
+    return p;
+}
+
+const VkComponentTypeNV F16 = VK_COMPONENT_TYPE_FLOAT16_NV, F32 = VK_COMPONENT_TYPE_FLOAT32_NV;
+
+std::string pick(const std::vector<VkCooperativeMatrixPropertiesNV> &list)
+{
+    vk_coop_config c{};
+    if (!vk_coop_pick(list.data(), (uint32_t)list.size(), &c))
+        return "none";
+    return std::to_string(c.m) + "x" + std::to_string(c.n) + "x" + std::to_string(c.k) +
+           (c.acc16 ? " f16" : " f32");
+}
+
+// A device that has everything the cooperative-matrix path needs.
+vk_coop_device full_device(const std::vector<VkCooperativeMatrixPropertiesNV> &list)
+{
+    vk_coop_device d{};
+    d.mode = VK_COOP_AUTO;
+    d.extension = d.feature = d.compute_stage = d.properties = d.memory_model = 1;
+    d.fp16 = d.subgroup_size_control = 1;
+    d.subgroup_size = 32;
+    d.props = list.data();
+    d.n_props = (uint32_t)list.size();
+    return d;
+}
+
+} // namespace
+
+TEST(Vulkan, CoopMatrixSelectionPicksTheBestUsableConfiguration)
+{
+    // What an NVIDIA driver lists (abridged): the f32-accumulator 16x8x16 wins over f16 ones.
+    EXPECT_EQ("16x8x16 f32", pick({coop_props(16, 8, 16, F16, F16), coop_props(16, 8, 8, F16, F32),
+                                   coop_props(16, 8, 16, F16, F32),
+                                   coop_props(16, 8, 32, VK_COMPONENT_TYPE_SINT8_NV,
+                                              VK_COMPONENT_TYPE_SINT32_NV)}));
+    // 16x16x16 before 16x8x16 at the same accumulator type, whatever the order.
+    EXPECT_EQ("16x16x16 f32",
+              pick({coop_props(16, 8, 16, F16, F32), coop_props(16, 16, 16, F16, F32)}));
+    EXPECT_EQ("16x16x16 f32",
+              pick({coop_props(16, 16, 16, F16, F32), coop_props(16, 8, 16, F16, F32)}));
+    // f32 accumulators before the shape.
+    EXPECT_EQ("16x8x16 f32",
+              pick({coop_props(16, 16, 16, F16, F16), coop_props(16, 8, 16, F16, F32)}));
+    // Only f16 accumulators offered: taken.
+    EXPECT_EQ("16x16x16 f16",
+              pick({coop_props(16, 8, 16, F16, F16), coop_props(16, 16, 16, F16, F16)}));
+    // Unusable entries: another scope, shape, input type, or C and D that differ.
+    EXPECT_EQ("none", pick({}));
+    EXPECT_EQ("none", pick({coop_props(16, 16, 16, F16, F32, VK_SCOPE_WORKGROUP_NV)}));
+    EXPECT_EQ("none", pick({coop_props(16, 8, 8, F16, F32), coop_props(8, 8, 16, F16, F32),
+                            coop_props(16, 32, 16, F16, F32), coop_props(32, 8, 16, F16, F32)}));
+    EXPECT_EQ("none", pick({coop_props(16, 16, 16, F32, F32),
+                            coop_props(16, 16, 16, VK_COMPONENT_TYPE_SINT8_NV, F32)}));
+    EXPECT_EQ("none", pick({coop_props(16, 16, 16, F16, F16, VK_SCOPE_SUBGROUP_NV, F32),
+                            coop_props(16, 16, 16, F16, F32, VK_SCOPE_SUBGROUP_NV, F16)}));
+}
+
+TEST(Vulkan, CoopMatrixDecisionSaysWhyItIsOff)
+{
+    const std::vector<VkCooperativeMatrixPropertiesNV> nv = {coop_props(16, 8, 16, F16, F16),
+                                                             coop_props(16, 8, 16, F16, F32)};
+    vk_coop_config c{};
+    vk_coop_device d = full_device(nv);
+    ASSERT_EQ(nullptr, vk_coop_decide(&d, &c));
+    EXPECT_EQ(16u, c.m);
+    EXPECT_EQ(8u, c.n);
+    EXPECT_EQ(16u, c.k);
+    EXPECT_EQ(0, c.acc16);
+    EXPECT_EQ(32u, c.subgroup_size);
+    EXPECT_EQ(0, c.emulated);
+
+    struct Knock {
+        int vk_coop_device::*field;
+        const char *why;
+    };
+    for (const Knock &k : {Knock{&vk_coop_device::extension, "VK_NV_cooperative_matrix"},
+                           Knock{&vk_coop_device::feature, "cooperativeMatrix feature"},
+                           Knock{&vk_coop_device::compute_stage, "compute"},
+                           Knock{&vk_coop_device::properties, "loader lacks"},
+                           Knock{&vk_coop_device::memory_model, "vulkanMemoryModel"},
+                           Knock{&vk_coop_device::fp16, "16-bit"},
+                           Knock{&vk_coop_device::subgroup_size_control, "subgroup size"}}) {
+        vk_coop_device off = full_device(nv);
+        off.*k.field = 0;
+        const char *why = vk_coop_decide(&off, &c);
+        ASSERT_NE(nullptr, why) << k.why;
+        EXPECT_NE(std::string::npos, std::string(why).find(k.why)) << why;
+        EXPECT_EQ(0u, c.m) << "a refused configuration leaves nothing chosen";
+    }
+    vk_coop_device forced = full_device(nv);
+    forced.mode = VK_COOP_OFF;
+    const char *why = vk_coop_decide(&forced, &c);
+    ASSERT_NE(nullptr, why);
+    EXPECT_NE(std::string::npos, std::string(why).find("vulkan.coop_matrix=off")) << why;
+    // A device whose list has nothing usable.
+    const std::vector<VkCooperativeMatrixPropertiesNV> int8_only = {
+        coop_props(16, 8, 32, VK_COMPONENT_TYPE_SINT8_NV, VK_COMPONENT_TYPE_SINT32_NV)};
+    vk_coop_device none = full_device(int8_only);
+    why = vk_coop_decide(&none, &c);
+    ASSERT_NE(nullptr, why);
+    EXPECT_NE(std::string::npos, std::string(why).find("no 16x16x16 or 16x8x16")) << why;
+    // Emulation needs neither the extension nor the memory model, but still fp16 and subgroups.
+    vk_coop_device emu = full_device({});
+    const std::vector<VkCooperativeMatrixPropertiesNV> one = {coop_props(16, 16, 16, F16, F16)};
+    emu.props = one.data();
+    emu.n_props = 1;
+    emu.mode = VK_COOP_EMULATE;
+    emu.extension = emu.feature = emu.compute_stage = emu.properties = emu.memory_model = 0;
+    emu.subgroup_size = 8;
+    ASSERT_EQ(nullptr, vk_coop_decide(&emu, &c));
+    EXPECT_EQ(1, c.emulated);
+    EXPECT_EQ(1, c.acc16);
+    EXPECT_EQ(8u, c.subgroup_size);
+    emu.fp16 = 0;
+    EXPECT_NE(nullptr, vk_coop_decide(&emu, &c));
+}
+#endif // TRIT_TEST_VULKAN_HEADERS
+
+namespace {
+
+struct AttCase {
+    int H = 8, Hkv = 2, D = 128;
+    std::vector<int32_t> q_lens{40}, kv_lens{100};
+    trit_dtype o_dt = TRIT_DTYPE_F32;
+    bool causal = true, alibi = false, sinks = false, paged = false;
+    int32_t window = 0, kv_splits = 0;
+    int64_t kv_offset = 0; // K and V views start this many elements into their buffers
+    float softcap = 0, scale = 0;
+    uint64_t seed = 1;
+    std::string describe() const
+    {
+        std::ostringstream os;
+        os << "H=" << H << " Hkv=" << Hkv << " D=" << D << " q_lens=[";
+        for (size_t i = 0; i < q_lens.size(); i++)
+            os << (i ? "," : "") << q_lens[i];
+        os << "] kv_lens=[";
+        for (size_t i = 0; i < kv_lens.size(); i++)
+            os << (i ? "," : "") << kv_lens[i];
+        os << "] out=" << trit_dtype_name(o_dt) << (causal ? " causal" : "") << " window=" << window
+           << " softcap=" << softcap << (alibi ? " alibi" : "") << (sinks ? " sinks" : "")
+           << (paged ? " paged" : "") << " splits=" << kv_splits << " kv_offset=" << kv_offset;
+        return os.str();
+    }
+};
+
+// f16 q and KV cache (contiguous, or paged in blocks of 16 with a reversed block order), out
+// poisoned before the run; returns the relative error against the fp64 reference.
+double run_f16_attention(trit_device *dev, const AttCase &c)
+{
+    ref::AttentionProblem p;
+    p.n_heads = c.H;
+    p.n_kv_heads = c.Hkv;
+    p.head_dim = c.D;
+    p.q_lens = c.q_lens;
+    p.kv_lens = c.kv_lens;
+    const int64_t S = (int64_t)c.q_lens.size();
+    int64_t T = 0;
+    int32_t max_kv = 0;
+    for (size_t s = 0; s < c.q_lens.size(); s++) {
+        T += c.q_lens[s];
+        max_kv = std::max(max_kv, c.kv_lens[s]);
+    }
+    const int32_t block = 16;
+    p.capacity = (max_kv + block - 1) / block * block;
+    p.q = tt::random_floats((size_t)(T * c.H * c.D), c.seed * 31 + 1, -2.f, 2.f);
+    const size_t kv_n = (size_t)(S * p.capacity * c.Hkv * c.D);
+    p.k = tt::random_floats(kv_n, c.seed * 31 + 2);
+    p.v = tt::random_floats(kv_n, c.seed * 31 + 3);
+    tt::round_all(TRIT_DTYPE_F16, p.q);
+    tt::round_all(TRIT_DTYPE_F16, p.k);
+    tt::round_all(TRIT_DTYPE_F16, p.v);
+    p.scale = c.scale;
+    p.causal = c.causal;
+    p.window = c.window;
+    p.softcap = c.softcap;
+    if (c.alibi)
+        p.alibi_slopes = tt::random_floats((size_t)c.H, c.seed * 31 + 4, 0.01f, 0.3f);
+    if (c.sinks)
+        p.sinks = tt::random_floats((size_t)c.H, c.seed * 31 + 5, -1.f, 3.f);
+
+    tt::Stream s(dev);
+    tt::DeviceTensor q = tt::upload(dev, s, TRIT_DTYPE_F16, {T, c.H, c.D}, p.q);
+    tt::DeviceTensor out = tt::poisoned(dev, s, c.o_dt, {T, c.H, c.D});
+    trit_kv_cache cache{};
+    cache.size = sizeof(cache);
+    std::vector<int32_t> table;
+    tt::DeviceTensor k, v;
+    if (c.paged) {
+        // Block b of sequence s lives at physical block n_blocks - 1 - (s * per + b).
+        const int32_t per = (int32_t)(p.capacity / block);
+        const int64_t n_blocks = S * per;
+        std::vector<float> kp(kv_n), vp(kv_n);
+        const size_t row = (size_t)c.Hkv * c.D;
+        table.resize((size_t)(S * per));
+        for (int64_t sq = 0; sq < S; sq++)
+            for (int32_t b = 0; b < per; b++) {
+                const int32_t phys = (int32_t)(n_blocks - 1 - (sq * per + b));
+                table[(size_t)(sq * per + b)] = phys;
+                for (int32_t r = 0; r < block; r++) {
+                    const size_t from = ((size_t)(sq * p.capacity) + (size_t)(b * block + r)) * row;
+                    const size_t to = ((size_t)phys * block + (size_t)r) * row;
+                    std::copy(p.k.begin() + (long)from, p.k.begin() + (long)(from + row),
+                              kp.begin() + (long)to);
+                    std::copy(p.v.begin() + (long)from, p.v.begin() + (long)(from + row),
+                              vp.begin() + (long)to);
+                }
+            }
+        k = tt::upload(dev, s, TRIT_DTYPE_F16, {n_blocks, block, c.Hkv, c.D}, kp);
+        v = tt::upload(dev, s, TRIT_DTYPE_F16, {n_blocks, block, c.Hkv, c.D}, vp);
+        cache.block_table = table.data();
+        cache.max_blocks_per_seq = per;
+    } else if (c.kv_offset > 0) {
+        const std::vector<int64_t> shape{S, p.capacity, c.Hkv, c.D};
+        const std::vector<int64_t> strides{p.capacity * c.Hkv * c.D, c.Hkv * c.D, c.D, 1};
+        // (DeviceTensor's operator& gives its trit_tensor: std::addressof for the object.)
+        for (auto kv :
+             {std::make_pair(std::addressof(k), &p.k), std::make_pair(std::addressof(v), &p.v)}) {
+            std::vector<float> padded((size_t)c.kv_offset, 0.f);
+            padded.insert(padded.end(), kv.second->begin(), kv.second->end());
+            const std::vector<uint8_t> bytes = tt::to_bytes(TRIT_DTYPE_F16, padded);
+            kv.first->buf = tt::Buffer(dev, bytes.size());
+            EXPECT_EQ(TRIT_OK, trit_buffer_upload(s, kv.first->buf, 0, bytes.data(), bytes.size()));
+            EXPECT_EQ(TRIT_OK,
+                      trit_tensor_make(kv.first->buf, (uint64_t)c.kv_offset * 2, TRIT_DTYPE_F16, 4,
+                                       shape.data(), strides.data(), &kv.first->t))
+                << trit_last_error();
+        }
+    } else {
+        k = tt::upload(dev, s, TRIT_DTYPE_F16, {S, p.capacity, c.Hkv, c.D}, p.k);
+        v = tt::upload(dev, s, TRIT_DTYPE_F16, {S, p.capacity, c.Hkv, c.D}, p.v);
+    }
+    cache.k = k.t;
+    cache.v = v.t;
+    trit_attention_params prm;
+    trit_attention_params_init(&prm);
+    prm.scale = c.scale;
+    prm.causal = c.causal;
+    prm.window = c.window;
+    prm.softcap = c.softcap;
+    prm.alibi_slopes = c.alibi ? p.alibi_slopes.data() : nullptr;
+    prm.sinks = c.sinks ? p.sinks.data() : nullptr;
+    prm.kv_splits = c.kv_splits;
+    const trit_status st = trit_attention(s, &q.t, &cache, (uint32_t)S, c.q_lens.data(),
+                                          c.kv_lens.data(), &out.t, &prm);
+    EXPECT_EQ(TRIT_OK, st) << trit_last_error();
+    if (st != TRIT_OK)
+        return INFINITY;
+    return tt::rel_error(tt::download(s, out.t), ref::attention(p));
+}
+
+// Prefill cases covering what attention_coop.comp does differently from attention.comp: every
+// head dim it takes, GQA row packing (rows past an item's end), MHA, a position offset,
+// non-causal, window + softcap + ALiBi + sinks, paged KV, split-KV partials, batches, f16 out.
+std::vector<AttCase> coop_cases()
+{
+    std::vector<AttCase> cs;
+    for (int d : {64, 80, 96, 128, 256}) {
+        AttCase c;
+        c.D = d;
+        c.seed = (uint64_t)d;
+        cs.push_back(c);
+    }
+    AttCase c;
+    c.H = c.Hkv = 4;
+    c.D = 64;
+    c.q_lens = {50};
+    c.kv_lens = {130};
+    c.seed = 2;
+    cs.push_back(c); // MHA with an offset: rows = tokens
+    c.causal = false;
+    c.q_lens = {20, 3};
+    c.kv_lens = {70, 3};
+    c.H = 6;
+    c.Hkv = 3;
+    c.o_dt = TRIT_DTYPE_F16;
+    c.seed = 3;
+    cs.push_back(c); // non-causal batch, 2 rows per token of GQA, f16 out
+    AttCase o;
+    o.H = 12;
+    o.Hkv = 3;
+    o.q_lens = {1, 30, 2};
+    o.kv_lens = {300, 30, 200};
+    o.window = 64;
+    o.softcap = 20.f;
+    o.alibi = true;
+    o.sinks = true;
+    o.scale = 0.2f;
+    o.seed = 4;
+    cs.push_back(o);
+    o.paged = true;
+    o.kv_splits = 3;
+    o.seed = 5;
+    cs.push_back(o);
+    AttCase l; // many tiles; MQA packs 8 heads x 2 tokens per 16-row block
+    l.H = 8;
+    l.Hkv = 1;
+    l.D = 64;
+    l.q_lens = {97};
+    l.kv_lens = {300};
+    l.seed = 6;
+    cs.push_back(l);
+    return cs;
+}
+
+} // namespace
+
+TEST(Vulkan, CoopMatrixAttentionIsReportedWithItsReason)
+{
+    for (const char *opt : {"vulkan.coop_matrix=on", "vulkan.coop_matrix=off"}) {
+        SCOPED_TRACE(opt);
+        // fp16 and subgroups on whatever the environment says: the f16 shader is then the
+        // fallback's.
+        VkContext v({opt, "vulkan.fp16=on", "vulkan.subgroups=on", "vulkan.cache_dir=off",
+                     "vulkan.validation=on"});
+        ASSERT_NE(nullptr, v.dev);
+        trit_device_info info{};
+        info.size = sizeof(info);
+        ASSERT_EQ(TRIT_OK, trit_device_get_info(v.dev, &info));
+        const std::string on = v.log.first("cooperative-matrix attention on");
+        const std::string off = v.log.first("cooperative-matrix attention off: ");
+        EXPECT_EQ(1, v.log.count("cooperative-matrix attention o")) << "one decision, logged once";
+        EXPECT_EQ(!on.empty(), (info.caps & TRIT_CAP_COOP_MATRIX) != 0) << on << off;
+        if (std::string(opt) == "vulkan.coop_matrix=off")
+            EXPECT_NE(std::string::npos, off.find("forced off (vulkan.coop_matrix=off)")) << off;
+        // lavapipe (CI) offers no cooperative matrices: the reason says so.
+        if (std::string(info.name).find("llvmpipe") != std::string::npos &&
+            std::string(opt) == "vulkan.coop_matrix=on")
+            EXPECT_NE(std::string::npos,
+                      off.find("the device does not offer VK_NV_cooperative_matrix"))
+                << off;
+        // With the path off, f16 prefill runs attention.comp and stays right.
+        AttCase c;
+        const double err = run_f16_attention(v.dev, c);
+        EXPECT_LT(err, 2e-3) << c.describe();
+        if (!on.empty()) {
+            EXPECT_EQ(1, v.log.count("attention d=128 prefill uses attention_coop_"));
+        } else {
+            EXPECT_EQ(0, v.log.count("uses attention_coop"));
+            EXPECT_EQ(1, v.log.count("attention d=128 prefill uses attention"))
+                << v.log.first("attention d=128");
+        }
+        v.destroy();
+        EXPECT_EQ(0, v.log.count("vulkan validation")) << v.log.first("vulkan validation");
+    }
+}
+
+// attention_coop.comp with its fragment products as scalar loops (vulkan.coop_matrix=emulate),
+// for each shape and accumulator type the selection can pick: everything of the kernel but the
+// coopMat* instructions runs and must match the reference. (D = 256 does not fit lavapipe's 32 KiB
+// of shared memory with these tiles and runs attention.comp there; it is checked either way.)
+TEST(Vulkan, CoopMatrixAttentionEmulatedMatchesReference)
+{
+    for (const char *mode : {"emulate", "emulate-16x8", "emulate-f16acc", "emulate-16x8-f16acc"}) {
+        SCOPED_TRACE(mode);
+        VkContext v({std::string("vulkan.coop_matrix=") + mode, "vulkan.fp16=on",
+                     "vulkan.subgroups=on", "vulkan.cache_dir=off", "vulkan.validation=on"});
+        ASSERT_NE(nullptr, v.dev);
+        const std::string on = v.log.first("cooperative-matrix attention on");
+        if (on.empty()) {
+            // The emulation still needs fp16 and pinned subgroups; lavapipe (CI) has both.
+            trit_device_info info{};
+            info.size = sizeof(info);
+            ASSERT_EQ(TRIT_OK, trit_device_get_info(v.dev, &info));
+            if (std::string(info.name).find("llvmpipe") != std::string::npos)
+                ADD_FAILURE() << "not emulated on lavapipe: " << v.log.first("attention off");
+            else
+                std::printf("[ INFO     ] %s: not run on this device (%s)\n", mode,
+                            v.log.first("attention off").c_str());
+            continue;
+        }
+        EXPECT_NE(std::string::npos, on.find("(emulated")) << on;
+        trit_device_info info{};
+        info.size = sizeof(info);
+        ASSERT_EQ(TRIT_OK, trit_device_get_info(v.dev, &info));
+        EXPECT_EQ(0u, info.caps & TRIT_CAP_COOP_MATRIX) << "emulation is not a device capability";
+        const bool acc16 = std::string(mode).find("f16acc") != std::string::npos;
+        const std::string shader =
+            std::string("attention_coop_emu_") + (acc16 ? "f16acc" : "f32acc");
+        double worst = 0;
+        for (const AttCase &c : coop_cases()) {
+            const double err = run_f16_attention(v.dev, c);
+            EXPECT_LT(err, 2e-3) << c.describe();
+            worst = std::max(worst, err);
+        }
+        std::printf("[ INFO     ] %s: largest error %.2e (tolerance 2e-3)\n", mode, worst);
+        for (int d : {64, 80, 96, 128})
+            EXPECT_EQ(1,
+                      v.log.count("attention d=" + std::to_string(d) + " prefill uses " + shader))
+                << "d=" << d << ": " << v.log.first("attention d=" + std::to_string(d));
+        // The decode row of the mixed batch above does not change the choice; pure decode does.
+        AttCase dec;
+        dec.q_lens = {1, 1};
+        dec.kv_lens = {700, 33};
+        EXPECT_LT(run_f16_attention(v.dev, dec), 2e-3);
+        EXPECT_EQ(0, v.log.count("decode uses attention_coop")) << v.log.first("decode uses");
+        v.destroy();
+        EXPECT_EQ(0, v.log.count("vulkan validation")) << v.log.first("vulkan validation");
+    }
+}
+
+// attention.comp's variants without 16-bit storage (f16 through packed words and atomic stores)
+// and without subgroups (one invocation per row in the softmax), and with unaligned K/V views
+// (element loads instead of vector loads): f16 prefill, split-KV decode, paged, f16 out.
+TEST(Vulkan, AttentionFallbacksGiveReferenceResults)
+{
+    for (const char *opt : {"vulkan.fp16=off", "vulkan.subgroups=off"}) {
+        SCOPED_TRACE(opt);
+        const std::string other =
+            std::string(opt) == "vulkan.fp16=off" ? "vulkan.subgroups=on" : "vulkan.fp16=on";
+        VkContext v({opt, other, "vulkan.cache_dir=off", "vulkan.validation=on"});
+        ASSERT_NE(nullptr, v.dev);
+        const std::string o(opt);
+        std::vector<AttCase> cases;
+        AttCase pre;
+        pre.q_lens = {33, 2};
+        pre.kv_lens = {90, 60};
+        pre.o_dt = TRIT_DTYPE_F16;
+        cases.push_back(pre);
+        AttCase dec;
+        dec.q_lens = {1};
+        dec.kv_lens = {1000};
+        dec.alibi = dec.sinks = true;
+        dec.paged = true;
+        cases.push_back(dec);
+        AttCase wide;
+        wide.D = 256;
+        wide.H = wide.Hkv = 2;
+        wide.q_lens = {17};
+        wide.kv_lens = {50};
+        wide.window = 20;
+        wide.softcap = 10.f;
+        cases.push_back(wide);
+        AttCase odd; // K/V views at an odd element offset: element loads, not vector loads
+        odd.q_lens = {9, 1};
+        odd.kv_lens = {40, 77};
+        odd.kv_offset = 3;
+        cases.push_back(odd);
+        for (const AttCase &c : cases)
+            EXPECT_LT(run_f16_attention(v.dev, c), 2e-3) << c.describe();
+        // The variant without the forced-off feature ran ("attention[_f16][_sg]").
+        EXPECT_GE(v.log.count("prefill uses attention"), 1) << v.log.first("attention d=");
+        EXPECT_GE(v.log.count("decode uses attention"), 1) << v.log.first("attention d=");
+        EXPECT_EQ(0, v.log.count(o == "vulkan.fp16=off" ? "uses attention_f16" : "_sg ("))
+            << v.log.first("attention d=");
+        v.destroy();
+        EXPECT_EQ(0, v.log.count("vulkan validation")) << v.log.first("vulkan validation");
+    }
 }

@@ -11,6 +11,13 @@
  * merges each group of splits. The tile sizes are specialization constants chosen from the
  * device's shared-memory limit (attention.comp's header explains the kernel).
  *
+ * Prefill with f16 Q and KV runs attention_coop.comp instead when the device has cooperative
+ * matrices (dev->coop, decided once at device creation by vk_coop_decide in coop_matrix.h) and
+ * its tiles fit in shared memory; same work items (rows_max a multiple of 16), same partial
+ * format, same combine pass. Decode (one query token per sequence) keeps attention.comp: with a
+ * few query rows per KV head most of a 16-row fragment would be padding, and decode is bound by
+ * streaming K and V, not by arithmetic. The first call of each (path, head dim) logs its choice.
+ *
  * Floor: see attention.comp (decode streams K and V once; the combine pass reads n_splits
  * partial rows per output row, a few percent of that).
  */
@@ -20,11 +27,12 @@
 #include "vk.h"
 
 enum {
-    ATT_WG = 128,           /* invocations per workgroup of attention.comp */
-    ATT_COMBINE_WG = 64,    /* ... of attention_combine.comp */
-    ATT_ITEM_WORDS = 12,    /* must match attention.comp */
-    ATT_GROUP_WORDS = 8,    /* must match attention_combine.comp */
-    ATT_TARGET_GROUPS = 256 /* workgroups automatic split-KV aims for */
+    ATT_WG = 128,            /* invocations per workgroup of attention.comp */
+    ATT_COMBINE_WG = 64,     /* ... of attention_combine.comp */
+    ATT_ITEM_WORDS = 12,     /* must match attention.comp */
+    ATT_GROUP_WORDS = 8,     /* must match attention_combine.comp */
+    ATT_TARGET_GROUPS = 256, /* workgroups automatic split-KV aims for */
+    ATT_COOP_SUBGROUPS = 4   /* subgroups per workgroup of attention_coop.comp */
 };
 #define ATT_NO_PARTIAL 0xFFFFFFFFu
 
@@ -47,15 +55,15 @@ typedef struct att_combine_push {
 } att_combine_push;
 
 /* Keys per tile and query rows per workgroup for head dim d, from the shared-memory limit:
- * the K/V tile (row stride d + 1), the query rows, the score block and per-row state. Returns 0
- * when not even the smallest tile fits. */
+ * the K/V tile (row stride d + 4), the query rows, the score block and per-row state. Returns 0
+ * when not even the smallest tile fits. tk divides ATT_WG (attention.comp's score phase gives
+ * each invocation one key of the tile). */
 static int att_tiles(const vk_device *dev, int d, uint32_t *out_tk, uint32_t *out_rows)
 {
     const uint32_t rows = d <= 128 ? 16 : 8;
     for (uint32_t tk = 64; tk >= 16; tk /= 2) {
         uint64_t bytes =
-            4u * ((uint64_t)tk * (uint32_t)(d + 1) + rows * (uint32_t)d + rows * tk + 3u * rows) +
-            8u * tk;
+            4u * ((uint64_t)tk * (uint32_t)(d + 4) + rows * (uint32_t)d + rows * tk + 3u * rows);
         if (bytes <= dev->max_shared) {
             *out_tk = tk;
             *out_rows = rows;
@@ -63,6 +71,43 @@ static int att_tiles(const vk_device *dev, int d, uint32_t *out_tk, uint32_t *ou
         }
     }
     return 0;
+}
+
+/* attention_coop.comp's tiles (rows a multiple of 16, keys a multiple of 16) from the shared-memory
+ * limit: q and K/V tiles as f16 with rows padded by 8, the score tile, the f16 weights, the f32
+ * output block, one P·V fragment per subgroup and per-row state. Larger row blocks first (each
+ * K/V tile serves more rows), then longer key tiles. Returns 0 when none fits. */
+static int att_coop_tiles(const vk_device *dev, int d, uint32_t *out_tk, uint32_t *out_rows)
+{
+    static const uint32_t cand[][2] = {{32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}};
+    const uint64_t acc = dev->coop.acc16 ? 2 : 4, qs = (uint64_t)d + 8, cn = dev->coop.n;
+    const uint32_t wg = ATT_COOP_SUBGROUPS * dev->coop.subgroup_size;
+    if (d % 16 != 0 || wg > dev->max_wg_invocations || wg > dev->max_wg_size[0])
+        return 0;
+    for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
+        const uint64_t rows = cand[i][0], tk = cand[i][1];
+        const uint64_t bytes = 2 * rows * qs + 2 * tk * qs + acc * rows * tk + 2 * rows * (tk + 8) +
+                               4 * rows * (uint64_t)d + acc * ATT_COOP_SUBGROUPS * 16 * cn +
+                               4 * 3 * rows + 8 * tk;
+        if (bytes <= dev->max_shared) {
+            *out_tk = (uint32_t)tk;
+            *out_rows = (uint32_t)rows;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Logs the first use of each (path, prefill/decode, head dim). */
+static void log_path(vk_device *dev, const char *shader, int coop, int prefill, int d,
+                     uint32_t rows, uint32_t tk)
+{
+    const int di = d == 64 ? 0 : d == 80 ? 1 : d == 96 ? 2 : d == 128 ? 3 : 4;
+    const uint64_t bit = (uint64_t)1 << (coop * 16 + prefill * 8 + di);
+    if (__atomic_fetch_or(&dev->attention_paths_logged, bit, __ATOMIC_RELAXED) & bit)
+        return;
+    vk_log(dev, TRIT_LOG_DEBUG, "vulkan: attention d=%d %s uses %s (%u rows x %u keys per tile)", d,
+           prefill ? "prefill" : "decode", shader, rows, tk);
 }
 
 const char *vk_attention_unsupported(const vk_device *dev, const trit_op_desc *desc)
@@ -201,7 +246,13 @@ trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
     memset(&plan, 0, sizeof(plan));
     plan.a = a;
     plan.d = (uint32_t)a->head_dim;
-    if (!att_tiles(dev, a->head_dim, &plan.tile, &plan.rows_max)) {
+    int prefill = 0;
+    for (uint32_t i = 0; i < a->n_seqs; i++)
+        prefill |= a->q_lens[i] > 1;
+    const int coop = dev->coop.m != 0 && prefill && a->q.dtype == TRIT_DTYPE_F16 &&
+                     a->cache.k.dtype == TRIT_DTYPE_F16 && a->cache.v.dtype == TRIT_DTYPE_F16 &&
+                     att_coop_tiles(dev, a->head_dim, &plan.tile, &plan.rows_max);
+    if (!coop && !att_tiles(dev, a->head_dim, &plan.tile, &plan.rows_max)) {
         vk_set_error(dev, "attention: shared memory (%u bytes) too small for head dim %d",
                      dev->max_shared, (int)a->head_dim);
         return TRIT_ERROR_UNSUPPORTED;
@@ -300,25 +351,48 @@ trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
     pc.softcap = a->softcap;
 
     const int f16 = dev->f.fp16, sg = dev->f.subgroups;
+    /* K/V rows 4-element aligned and bindings 16-byte aligned: vector loads (attention.comp). */
+    const uint32_t kv_vec = k_first % 4 == 0 && v_first % 4 == 0 && pc.k_s0 % 4 == 0 &&
+                            pc.k_s1 % 4 == 0 && pc.k_s2 % 4 == 0 && pc.v_s0 % 4 == 0 &&
+                            pc.v_s1 % 4 == 0 && pc.v_s2 % 4 == 0 && b[1].offset % 16 == 0 &&
+                            b[2].offset % 16 == 0 && plan.d % 4 == 0;
     vk_pipeline_desc pd;
     memset(&pd, 0, sizeof(pd));
-    pd.shader =
-        f16 ? (sg ? "attention_f16_sg" : "attention_f16") : (sg ? "attention_sg" : "attention");
-    pd.spec[0] = plan.d;
-    pd.spec[1] = plan.tile;
-    pd.spec[2] = plan.rows_max;
-    pd.spec[3] = a->q.dtype == TRIT_DTYPE_F16;
-    pd.spec[4] = a->cache.k.dtype == TRIT_DTYPE_F16;
-    pd.spec[5] = a->out.dtype == TRIT_DTYPE_F16;
-    pd.spec[6] = ATT_WG;
-    pd.n_spec = 7;
+    if (coop) {
+        const int acc16 = dev->coop.acc16;
+        pd.shader = dev->coop.emulated
+                        ? (acc16 ? "attention_coop_emu_f16acc" : "attention_coop_emu_f32acc")
+                        : (acc16 ? "attention_coop_f16acc" : "attention_coop_f32acc");
+        pd.spec[0] = plan.d;
+        pd.spec[1] = plan.tile;
+        pd.spec[2] = plan.rows_max;
+        pd.spec[3] = a->out.dtype == TRIT_DTYPE_F16;
+        pd.spec[4] = dev->coop.n;
+        pd.spec[5] = dev->coop.subgroup_size;
+        pd.spec[6] = ATT_COOP_SUBGROUPS * dev->coop.subgroup_size;
+        /* Fragments are per subgroup at the size the device runs them: pin it, all full. */
+        pd.subgroup_size = dev->coop.subgroup_size;
+    } else {
+        pd.shader =
+            f16 ? (sg ? "attention_f16_sg" : "attention_f16") : (sg ? "attention_sg" : "attention");
+        pd.spec[0] = plan.d;
+        pd.spec[1] = plan.tile;
+        pd.spec[2] = plan.rows_max;
+        pd.spec[3] = a->q.dtype == TRIT_DTYPE_F16;
+        pd.spec[4] = a->cache.k.dtype == TRIT_DTYPE_F16;
+        pd.spec[5] = a->out.dtype == TRIT_DTYPE_F16;
+        pd.spec[6] = ATT_WG;
+        pd.spec[7] = kv_vec;
+        /* The subgroup softmax splits rows over whole subgroups: pin the size so all are full. */
+        pd.subgroup_size = sg ? dev->subgroup_size : 0;
+    }
+    pd.n_spec = coop ? 7 : 8;
     pd.n_bindings = 6;
     pd.push_bytes = sizeof(att_push);
-    /* The subgroup softmax splits rows over whole subgroups: pin the size so all are full. */
-    pd.subgroup_size = sg ? dev->subgroup_size : 0;
     const vk_pipeline *pipe;
     if ((st = vk_pipeline_get(dev, &pd, &pipe)) != TRIT_OK)
         return st;
+    log_path(dev, pd.shader, coop, prefill, a->head_dim, plan.rows_max, plan.tile);
     uint32_t gx, gy;
     grid(dev, plan.n_items, &gx, &gy);
     if ((st = vk_dispatch(s, pipe, b, &pc, gx, gy, 1)) != TRIT_OK || plan.n_groups == 0)

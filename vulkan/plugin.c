@@ -11,6 +11,10 @@
  *                          layer is not installed.
  *   fp16, int8, subgroups, int_dot, coop_matrix, fp64 = off   force a device feature off (its
  *                          shaders fall back to the variants that do without)
+ *   coop_matrix=emulate[-16x8|-16x16][-f16acc]   testing: run attention_coop.comp's tiling and
+ *                          softmax on a device without cooperative matrices, its fragment
+ *                          products as scalar loops, as if the device offered that one shape
+ *                          (default 16x16, f32 accumulators)
  *   max_buffer_range=<bytes>  lower maxStorageBufferRange (>= 65536), to test splitting
  *   cache_dir=<dir>        where the pipeline cache is kept (default $XDG_CACHE_HOME/trit, else
  *                          $HOME/.cache/trit); "off" disables it
@@ -374,6 +378,10 @@ static trit_status create_instance(vk_plugin *p)
         }
         host_log(p->host, TRIT_LOG_INFO, "vulkan: VK_LAYER_KHRONOS_validation enabled");
     }
+    /* NULL unless some driver offers VK_NV_cooperative_matrix (checked per device). */
+    p->fn.GetPhysicalDeviceCooperativeMatrixPropertiesNV =
+        (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV)p->fn.GetInstanceProcAddr(
+            p->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesNV");
 #ifdef VK_PIN_LIBRARIES
     /* The loader opened its drivers while creating the instance: pin lavapipe (see the top). */
     dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
@@ -496,6 +504,7 @@ typedef struct feature_chain {
     VkPhysicalDeviceTimelineSemaphoreFeatures tl;
     VkPhysicalDeviceSubgroupSizeControlFeatures sgc;
     VkPhysicalDeviceShaderIntegerDotProductFeatures dot;
+    VkPhysicalDeviceVulkanMemoryModelFeatures mm;
     VkPhysicalDeviceCooperativeMatrixFeaturesNV coop;
 } feature_chain;
 
@@ -510,6 +519,7 @@ static void chain_init(feature_chain *c, int sgc, int dot, int coop)
     c->tl.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES;
     c->sgc.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES;
     c->dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
+    c->mm.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
     c->coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
     void **next = &c->f2.pNext;
 #define LINK(s)                                                                                    \
@@ -521,6 +531,7 @@ static void chain_init(feature_chain *c, int sgc, int dot, int coop)
     LINK(c->s8);
     LINK(c->f16i8);
     LINK(c->tl);
+    LINK(c->mm); /* core in 1.2, which every usable device speaks */
     if (sgc)
         LINK(c->sgc);
     if (dot)
@@ -537,6 +548,92 @@ static int feature_allowed(vk_device *dev, const char *key)
         vk_log(dev, TRIT_LOG_WARNING, "vulkan: option %s=\"%s\" is not on or off; ignored", key,
                vk_option(dev->host, key));
     return f != 0;
+}
+
+/* Gathers what vk_coop_decide (coop_matrix.h) needs and records its decision in dev->coop /
+ * dev->coop_reason. Called after fp16 and subgroups are chosen. `listed`: the extension is in the
+ * device's list (its properties are queried only then). */
+static trit_status choose_coop(vk_plugin *p, vk_device *dev, int feature, int compute_stage,
+                               int memory_model, int listed)
+{
+    vk_coop_device in;
+    memset(&in, 0, sizeof(in));
+    const char *opt = vk_option(dev->host, "coop_matrix");
+    const int flag = option_flag(dev->host, "coop_matrix");
+    /* emulate[-16x8][-f16acc]: a made-up device list with that one configuration. */
+    VkCooperativeMatrixPropertiesNV fake;
+    memset(&fake, 0, sizeof(fake));
+    fake.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    if (opt && strncmp(opt, "emulate", 7) == 0) {
+        const char *rest = opt + 7;
+        int n = 16, acc16 = 0;
+        while (*rest) {
+            if (strncmp(rest, "-16x8", 5) == 0 && (rest[5] == '\0' || rest[5] == '-'))
+                n = 8, rest += 5;
+            else if (strncmp(rest, "-16x16", 6) == 0)
+                n = 16, rest += 6;
+            else if (strncmp(rest, "-f16acc", 7) == 0)
+                acc16 = 1, rest += 7;
+            else
+                break;
+        }
+        if (*rest) {
+            vk_set_error(dev,
+                         "option coop_matrix=\"%s\" is not on, off or "
+                         "emulate[-16x8|-16x16][-f16acc]",
+                         opt);
+            return TRIT_ERROR_INVALID_ARGUMENT;
+        }
+        in.mode = VK_COOP_EMULATE;
+        fake.MSize = 16;
+        fake.NSize = (uint32_t)n;
+        fake.KSize = 16;
+        fake.AType = fake.BType = VK_COMPONENT_TYPE_FLOAT16_NV;
+        fake.CType = fake.DType =
+            acc16 ? VK_COMPONENT_TYPE_FLOAT16_NV : VK_COMPONENT_TYPE_FLOAT32_NV;
+        fake.scope = VK_SCOPE_SUBGROUP_NV;
+        in.props = &fake;
+        in.n_props = 1;
+    } else if (flag == -2) {
+        vk_log(dev, TRIT_LOG_WARNING,
+               "vulkan: option coop_matrix=\"%s\" is not on, off or "
+               "emulate; ignored",
+               opt);
+    } else if (flag == 0) {
+        in.mode = VK_COOP_OFF;
+    }
+    in.extension = listed;
+    in.feature = feature;
+    in.compute_stage = compute_stage;
+    in.memory_model = memory_model;
+    in.fp16 = dev->f.fp16;
+    in.subgroup_size_control = dev->f.subgroups;
+    in.subgroup_size = dev->subgroup_size;
+    in.properties = p->fn.GetPhysicalDeviceCooperativeMatrixPropertiesNV != NULL;
+
+    VkCooperativeMatrixPropertiesNV *list = NULL;
+    if (in.mode == VK_COOP_AUTO && listed && in.properties) {
+        uint32_t n = 0;
+        VkResult r = p->fn.GetPhysicalDeviceCooperativeMatrixPropertiesNV(dev->phys, &n, NULL);
+        if (r == VK_SUCCESS && n > 0 && (list = calloc(n, sizeof(*list))) != NULL) {
+            for (uint32_t i = 0; i < n; i++)
+                list[i].sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+            r = p->fn.GetPhysicalDeviceCooperativeMatrixPropertiesNV(dev->phys, &n, list);
+            if (r == VK_SUCCESS || r == VK_INCOMPLETE) {
+                in.props = list;
+                in.n_props = n;
+            }
+        }
+        for (uint32_t i = 0; i < in.n_props; i++)
+            vk_log(dev, TRIT_LOG_DEBUG,
+                   "vulkan: device %u: cooperative matrix %ux%ux%u A %d B %d C %d D %d scope %d",
+                   dev->index, list[i].MSize, list[i].NSize, list[i].KSize, list[i].AType,
+                   list[i].BType, list[i].CType, list[i].DType, list[i].scope);
+    }
+    const char *why = vk_coop_decide(&in, &dev->coop);
+    snprintf(dev->coop_reason, sizeof(dev->coop_reason), "%s", why ? why : "");
+    free(list);
+    return TRIT_OK;
 }
 
 static trit_status open_device(vk_plugin *p, vk_device *dev)
@@ -590,8 +687,15 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
         *tail = &sgcp;
         tail = &sgcp.pNext;
     }
-    if (has_dot)
+    VkPhysicalDeviceCooperativeMatrixPropertiesNV coopp;
+    memset(&coopp, 0, sizeof(coopp));
+    coopp.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_PROPERTIES_NV;
+    if (has_dot) {
         *tail = &dotp;
+        tail = &dotp.pNext;
+    }
+    if (has_coop)
+        *tail = &coopp;
     fn->GetPhysicalDeviceProperties2(pd, &p2);
     snprintf(dev->driver, sizeof(dev->driver), "%.30s %.30s", drv.driverName, drv.driverInfo);
 
@@ -617,9 +721,15 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
     f->int_dot =
         has_dot && have.dot.shaderIntegerDotProduct && f->int8 && feature_allowed(dev, "int_dot");
     f->int_dot_fast = f->int_dot && dotp.integerDotProduct4x8BitPackedSignedAccelerated;
-    f->coop_matrix = has_coop && have.coop.cooperativeMatrix && feature_allowed(dev, "coop_matrix");
-
     dev->subgroup_size = f->subgroups ? sg.subgroupSize : 0;
+    trit_status cst =
+        choose_coop(p, dev, has_coop && have.coop.cooperativeMatrix,
+                    (coopp.cooperativeMatrixSupportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0,
+                    have.mm.vulkanMemoryModel, has_coop);
+    if (cst != TRIT_OK)
+        return cst;
+    f->coop_matrix = dev->coop.m != 0 && !dev->coop.emulated;
+
     dev->min_subgroup = f->subgroups ? sgcp.minSubgroupSize : 0;
     dev->max_subgroup = f->subgroups ? sgcp.maxSubgroupSize : 0;
     const VkPhysicalDeviceLimits *lim = &dev->props.limits;
@@ -707,6 +817,7 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
     want.sgc.computeFullSubgroups = f->subgroups;
     want.dot.shaderIntegerDotProduct = f->int_dot;
     want.coop.cooperativeMatrix = f->coop_matrix;
+    want.mm.vulkanMemoryModel = f->coop_matrix; /* glslang's NV cooperative-matrix SPIR-V uses it */
     const char *dev_ext[4];
     uint32_t n_dev_ext = 0;
     if (!core13 && f->subgroups)
@@ -753,6 +864,16 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
            dev->index, dev->name, dev->driver, f->fp16, f->int8, f->fp64, dev->subgroup_size,
            f->int_dot, f->int_dot_fast ? " (accelerated)" : "", f->coop_matrix,
            (unsigned long long)dev->max_range, (unsigned long long)dev->max_alloc);
+    if (dev->coop.m)
+        vk_log(dev, TRIT_LOG_INFO,
+               "vulkan: device %u: cooperative-matrix attention on: %ux%ux%u f16 -> %s, "
+               "subgroup %u%s",
+               dev->index, dev->coop.m, dev->coop.n, dev->coop.k, dev->coop.acc16 ? "f16" : "f32",
+               dev->coop.subgroup_size,
+               dev->coop.emulated ? " (emulated: scalar loops, vulkan.coop_matrix=emulate)" : "");
+    else
+        vk_log(dev, TRIT_LOG_INFO, "vulkan: device %u: cooperative-matrix attention off: %s",
+               dev->index, dev->coop_reason);
     return TRIT_OK;
 }
 

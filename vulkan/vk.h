@@ -43,6 +43,7 @@
 #include <stdint.h>
 #include <vulkan/vulkan.h>
 
+#include "coop_matrix.h"
 #include "trit/trit_plugin.h"
 
 /* --- Vulkan entry points, loaded at run time (no link-time dependency on the loader) --------- */
@@ -124,6 +125,9 @@ typedef struct vk_fns {
     /* Instance extension (validation only; NULL otherwise). */
     PFN_vkCreateDebugUtilsMessengerEXT CreateDebugUtilsMessengerEXT;
     PFN_vkDestroyDebugUtilsMessengerEXT DestroyDebugUtilsMessengerEXT;
+    /* VK_NV_cooperative_matrix's query (NULL when the loader lacks it). */
+    PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesNV
+        GetPhysicalDeviceCooperativeMatrixPropertiesNV;
 } vk_fns;
 
 /* --- plugin and device ---------------------------------------------------------------------- */
@@ -145,7 +149,8 @@ typedef struct vk_features {
                          computeFullSubgroups, so a pipeline can pin its subgroup size */
     int int_dot;      /* VK_KHR_shader_integer_dot_product (core 1.3) with int8 above */
     int int_dot_fast; /* ... and 4x8-bit packed signed dot products are accelerated */
-    int coop_matrix;  /* VK_NV_cooperative_matrix (the only kind Debian 12's headers know) */
+    int coop_matrix;  /* VK_NV_cooperative_matrix enabled: attention_coop.comp runs on tensor
+                         cores (decided by vk_coop_decide, coop_matrix.h; see `coop` below) */
 } vk_features;
 
 typedef struct vk_plugin vk_plugin;
@@ -184,6 +189,10 @@ typedef struct vk_device {
     uint32_t subgroup_size; /* default subgroup size (0 when subgroups are off) */
     uint32_t min_subgroup, max_subgroup;
     vk_features f;
+    /* Cooperative-matrix attention: the configuration (coop.m == 0: off; coop.emulated: forced
+     * with vulkan.coop_matrix=emulate, without the extension) and, when off, why. */
+    vk_coop_config coop;
+    char coop_reason[128];
     char name[128];
     char driver[64];
 
@@ -196,6 +205,8 @@ typedef struct vk_device {
 
     /* gemv.c: one bit per GEMV shader-variant pair already logged (atomic). */
     uint64_t gemv_variants_logged;
+    /* attention.c: one bit per (shader, head dim) choice already logged (atomic). */
+    uint64_t attention_paths_logged;
 
     /* Deferred destruction (memory.c): the device's live streams and the objects waiting for
      * work recorded on them. Guarded by life_lock; `garbage` is also peeked atomically. */
