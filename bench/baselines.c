@@ -379,3 +379,84 @@ void baseline_attention_destroy(baseline_attention *pl)
     free(pl->q_start);
     free(pl);
 }
+
+/* ---- GEMV references --------------------------------------------------------------------------
+ */
+
+void bench_quantize_rows(const float *x, int64_t n, int64_t k, int8_t *q, float *dequant)
+{
+    for (int64_t t = 0; t < n; t++) {
+        const float *xr = x + t * k;
+        float a = 0.f;
+        for (int64_t i = 0; i < k; i++)
+            a = fabsf(xr[i]) > a ? fabsf(xr[i]) : a;
+        const float s = a > 0.f ? 127.f / a : 0.f;
+        for (int64_t i = 0; i < k; i++) {
+            float v = rintf(xr[i] * s);
+            q[t * k + i] = (int8_t)(v > 127.f ? 127.f : v < -127.f ? -127.f : v);
+        }
+        dequant[t] = a / 127.f;
+    }
+}
+
+typedef struct gemv_ref_ctx {
+    const bench_gemv_ref *r;
+    int threads;
+} gemv_ref_ctx;
+
+/* Thread t owns rows t, t + threads, ...: decodes the row's codes once per matrix, then one dot
+ * product per token (8 independent accumulators, so the compiler can vectorise the loop). */
+NAIVE_CLONES static void gemv_ref_task(void *p, int t)
+{
+    const gemv_ref_ctx *c = p;
+    const bench_gemv_ref *r = c->r;
+    const int64_t K = r->k, row_bytes = (K + 3) / 4;
+    const int mats = r->gated ? 2 : 1;
+    int8_t *w = malloc((size_t)K);
+    if (!w)
+        abort(); /* a few KiB; nothing sensible to report instead */
+    double val[2][TRIT_GEMV_MAX_N];
+    for (int64_t m = t; m < r->m; m += c->threads) {
+        for (int i = 0; i < mats; i++) {
+            const uint8_t *row = r->codes[i] + m * row_bytes;
+            for (int64_t k = 0; k < K; k++)
+                w[k] = (int8_t)(((row[k / 4] >> (2 * (k % 4))) & 3) - 1);
+            for (int64_t n = 0; n < r->n; n++) {
+                if (r->path == TRIT_GEMV_INT8) {
+                    const int8_t *q = r->q + n * K;
+                    int32_t acc = 0; /* |sum| <= 127 * K: exact for K < 16.9 M */
+                    for (int64_t k = 0; k < K; k++)
+                        acc += (int32_t)w[k] * (int32_t)q[k];
+                    val[i][n] = (double)acc * (double)r->scale * (double)r->dequant[n];
+                } else {
+                    const float *x = r->x + n * K;
+                    double acc[8] = {0};
+                    int64_t k = 0;
+                    for (; k + 8 <= K; k += 8)
+                        for (int l = 0; l < 8; l++)
+                            acc[l] += (double)w[k + l] * (double)x[k + l];
+                    double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                               ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+                    for (; k < K; k++)
+                        s += (double)w[k] * (double)x[k];
+                    val[i][n] = s * (double)r->scale;
+                }
+            }
+        }
+        for (int64_t n = 0; n < r->n; n++) {
+            double y = val[0][n];
+            if (r->gated) {
+                double g = y > 0 ? y : 0;
+                y = g * g * val[1][n];
+            }
+            r->out[n * r->m + m] = (float)y;
+        }
+    }
+    free(w);
+}
+
+void bench_gemv_reference(const bench_gemv_ref *r, int threads)
+{
+    gemv_ref_ctx c = {r, threads < 1 ? 1 : threads};
+    baseline_parallel(c.threads, gemv_ref_task, &c);
+}

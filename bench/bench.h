@@ -1,9 +1,12 @@
 /*
  * bench.h — what the files of trit-bench share: the run configuration, the timing loop, result
- * rows (printed as a table and collected for --json), a fast RNG for test data, and the baselines
- * that the bench implements itself (baselines.c).
+ * rows (printed as a table and collected for --json), a fast RNG for test data, the baselines
+ * that the bench implements itself (baselines.c), and the ones it loads at run time: OpenBLAS
+ * (blas.c) and cuBLAS with the CUDA runtime (cublas.c).
  *
  * trit-bench only uses the public API (trit.h, trit_formats.h); nothing here reaches into a plugin.
+ * Neither OpenBLAS nor cuBLAS is a link-time dependency: a machine without one still runs the
+ * bench, and the rows say which baseline was not found.
  */
 #ifndef TRIT_BENCH_BENCH_H
 #define TRIT_BENCH_BENCH_H
@@ -35,8 +38,13 @@ typedef struct bench_config {
     int sweep_layers;    /* layers of the BitNet-2B-shaped model in the cold sweep */
     uint64_t copy_bytes; /* size of the trit_buffer_copy used for copy bandwidth */
     uint64_t read_bytes; /* size of the host buffer read for the CPU's read bandwidth */
+    uint64_t cold_bytes; /* at least this many bytes of weight copies in the cold-L2 GEMV rows */
+    int gpu_cases;       /* -1: auto (devices with their own memory), 0: never, 1: every device */
+    int backend;         /* only devices of this trit_backend; -1: all */
     FILE *table;         /* where the human-readable table goes (stderr with --json) */
 } bench_config;
+
+typedef struct bench_cublas bench_cublas;
 
 /* What one device offers the rows: who it is and the bandwidth its % peak is measured against. */
 typedef struct bench_device {
@@ -50,6 +58,18 @@ typedef struct bench_device {
     double read_gbs;       /* CPU only: multi-threaded read-only sweep; 0 if not measured */
     double peak_gbs;       /* read_gbs when measured, else copy_gbs */
     const char *peak_kind; /* "read" or "copy" */
+    /* GPU cases: the large shapes (8192x28672 GEMV, 32/8-head attention up to 16k tokens and a
+     * 32k context), cold-L2 GEMV rows and batched timing. On for devices with their own memory
+     * (not TRIT_CAP_UNIFIED_MEMORY) unless --gpu-cases says otherwise. */
+    int gpu_cases;
+    /* What the CUDA runtime says about the card (any backend's device of the same name), 0 when
+     * unknown: DRAM bandwidth from memory clock x bus width (the datasheet number), f16 tensor
+     * peak from SMs x clock x per-SM rate, L2 size. The floor of a row is
+     * max(bytes / spec_gbs, flops / spec_tflops). */
+    double spec_gbs, spec_tflops;
+    uint64_t l2_bytes;
+    bench_cublas *cublas;  /* CUDA devices: the cuBLAS baseline, NULL when not available */
+    char cublas_note[200]; /* "loaded: <files>", or why there is no cuBLAS baseline */
 } bench_device;
 
 /* ---- result rows ---------------------------------------------------------------------------- */
@@ -79,6 +99,10 @@ typedef struct bench_row {
     double speedup;    /* base_us / time_us */
     double check_err;  /* relative L2 error against the baseline / reference; < 0 if not checked */
     double check_tol;
+    int ops_per_sync;   /* ops enqueued back to back per timed sample (time_us is per op) */
+    double floor_us;    /* max(bytes / spec bandwidth, flops / spec peak); 0 when unknown */
+    double pct_floor;   /* 100 * floor_us / time_us */
+    char base_note[96]; /* "cuBLAS not found", ... printed at the end of the row */
 } bench_row;
 
 /* Starts a row for `dev` with op, shape and variant; every numeric field unset. */
@@ -114,6 +138,17 @@ typedef struct bench_timing {
  * `min_time` seconds and cfg->min_runs runs are reached; median and minimum of the runs. */
 trit_status bench_time(const bench_config *cfg, double min_time, bench_fn fn, void *ctx,
                        bench_timing *out);
+
+/* Times an op on dev->stream. `enqueue` only enqueues one op (no sync). With GPU cases on, one
+ * sample enqueues R ops back to back and syncs once, R chosen so that a sample lasts about 1 ms
+ * (1..64): a GPU op of 20 us would otherwise be timed together with a launch and a host wake-up.
+ * Elsewhere R = 1 (enqueue, sync), as the CPU rows have always been timed. Times are per op;
+ * *out_reps (may be NULL) gets R. */
+trit_status bench_time_ops(const bench_config *cfg, const bench_device *dev, double min_time,
+                           bench_fn enqueue, void *ctx, bench_timing *out, int *out_reps);
+
+/* The R that bench_time_ops picks for an op whose single run (enqueue + sync) takes `single_s`. */
+int bench_reps_for(const bench_device *dev, double single_s);
 
 /* ---- data ----------------------------------------------------------------------------------- */
 
@@ -176,7 +211,28 @@ void bench_sweep_run(const bench_config *cfg, bench_device *dev);
 void bench_attention_run(const bench_config *cfg, bench_device *dev);
 void bench_rope_run(const bench_config *cfg, bench_device *dev);
 
-/* ---- baselines (baselines.c) ----------------------------------------------------------------- */
+/* ---- references ---------------------------------------------------------------------------- */
+
+/* Per-token absmax quantization as TRIT_GEMV_INT8 specifies it (a = max|x|, q = rint(x * 127 / a)
+ * clamped to +-127); dequant[t] = a / 127. */
+void bench_quantize_rows(const float *x, int64_t n, int64_t k, int8_t *q, float *dequant);
+
+/* y[N, M] of a ternary GEMV computed from the packed-2 codes in double (exact integer sums on
+ * the int8 path), on `threads` host threads. gated: relu2(W0 x) * (W1 x). */
+typedef struct bench_gemv_ref {
+    const uint8_t *codes[2];
+    int gated;
+    int64_t m, k, n;
+    float scale;
+    int path;             /* trit_gemv_path */
+    const float *x;       /* [N, K], float path */
+    const int8_t *q;      /* [N, K], int8 path */
+    const float *dequant; /* [N], int8 path */
+    float *out;           /* [N, M] */
+} bench_gemv_ref;
+void bench_gemv_reference(const bench_gemv_ref *r, int threads);
+
+/* ---- baselines (baselines.c) --------------------------------------------------------------- */
 
 /* Runs fn(ctx, t) on `threads` threads (t = 0..threads-1; the caller is thread 0) and joins. */
 void baseline_parallel(int threads, void (*fn)(void *ctx, int thread), void *ctx);
@@ -209,5 +265,48 @@ typedef struct baseline_attention baseline_attention;
 baseline_attention *baseline_attention_create(const baseline_attention_args *args, int threads);
 void baseline_attention_run(baseline_attention *plan);
 void baseline_attention_destroy(baseline_attention *plan);
+
+/* ---- OpenBLAS, loaded at run time (blas.c) --------------------------------------------------- */
+
+/* Loads libopenblas.so.0 (or TRIT_BENCH_OPENBLAS, a path) once; 1 if it is there. */
+int bench_blas_available(void);
+/* "OpenBLAS <config>" or "not found (<why>)". */
+const char *bench_blas_describe(void);
+void bench_blas_set_threads(int threads);
+/* y[M] = W[M, K] x (row-major W). */
+void bench_blas_sgemv(int64_t m, int64_t k, const float *w, const float *x, float *y);
+/* Y[N, M] = X[N, K] W[M, K]^T. */
+void bench_blas_sgemm(int64_t n, int64_t m, int64_t k, const float *x, const float *w, float *y);
+
+/* ---- cuBLAS and the CUDA runtime, loaded at run time (cublas.c) ------------------------------ */
+
+/* Loads libcudart and libcublas once (directories in TRIT_BENCH_CUBLAS_DIR, ':'-separated, then
+ * the loader's search path). Returns 1 if both loaded, else 0 with the reason in `why`. `what`
+ * gets the files loaded. */
+int bench_cublas_load(char *what, size_t what_size, char *why, size_t why_size);
+
+/* Properties of CUDA device `ordinal`, or, when `name` is not NULL, of the first CUDA device with
+ * that name. 0 on success; spec_gbs = 2 * memory clock * bus width, spec_tflops = SMs * clock *
+ * dense f16 tensor flops per SM per clock (sm_80: 2048, sm_90: 4096; 0 for others). */
+int bench_cuda_props(int ordinal, const char *name, double *spec_gbs, double *spec_tflops,
+                     uint64_t *l2_bytes, char *why, size_t why_size);
+
+/* A cuBLAS handle and stream on CUDA device `ordinal`; NULL with `why` filled if unavailable. */
+bench_cublas *bench_cublas_open(int ordinal, char *why, size_t why_size);
+void bench_cublas_close(bench_cublas *cb);
+
+/* The fp16 dense baseline of a GEMV: Y[N, M] = X[N, K] W[M, K]^T through cublasGemmEx (f16
+ * inputs and output, f32 accumulation), with `copies` device copies of W that successive calls
+ * rotate through (copies * M * K * 2 bytes past the L2 make every call read W from DRAM). */
+typedef struct bench_cublas_gemv bench_cublas_gemv;
+bench_cublas_gemv *bench_cublas_gemv_create(bench_cublas *cb, const uint16_t *w_half, int64_t m,
+                                            int64_t k, int copies, char *why, size_t why_size);
+/* Uploads x [n, K] (f16) for the next runs. 0 on success. */
+int bench_cublas_gemv_set_x(bench_cublas_gemv *g, const uint16_t *x_half, int64_t n);
+/* Enqueues `reps` GEMMs (rotating copies) and waits; 0 on success, else the error in `why`. */
+int bench_cublas_gemv_run(bench_cublas_gemv *g, int reps, char *why, size_t why_size);
+/* The last output, [n, M] as floats. 0 on success. */
+int bench_cublas_gemv_output(bench_cublas_gemv *g, float *y);
+void bench_cublas_gemv_destroy(bench_cublas_gemv *g);
 
 #endif /* TRIT_BENCH_BENCH_H */

@@ -1,44 +1,55 @@
 /*
- * bench_gemv.c — fused ternary GEMV at BitNet b1.58 2B shapes against OpenBLAS fp32, and the cold
- * sweep over every projection of a 30-layer BitNet-2B-shaped model.
+ * bench_gemv.c — fused ternary GEMV at BitNet b1.58 2B shapes (plus a 7-8B FFN matrix, and with
+ * GPU cases an 8192x28672 one) against a dense baseline in the same process: OpenBLAS fp32 on the
+ * CPU, cuBLAS fp16 (cublasGemmEx) on CUDA devices; and the cold sweep over every projection of a
+ * 30-layer BitNet-2B-shaped model.
  *
  * Bytes a GEMV must move: the 2-bit codes (M * ceil(K/4) per matrix) + its scale + x (N*K f32) +
  * y (N*M f32). Weights dominate, so the floor is M*K/4 / bandwidth: for 6912x2560 that is 4.4 MB,
- * about 150 us at 30 GB/s. The OpenBLAS baseline streams the same matrix as dense f32, 16x the
- * bytes. Only the sweep is cold: a single matrix of these shapes fits in a 32 MiB L3, so the
- * per-shape rows (median of warm runs) measure cache-resident speed and can pass "100 %" of DRAM.
- * The sweep's ~520 MB of weights cannot stay in any cache, which makes it the honest number.
+ * about 150 us at 30 GB/s; 8192x28672 is 58.7 MB, 17.5 us at an H100's 3.35 TB/s. The dense
+ * baselines stream the same matrix as f32 (16x the bytes) or f16 (8x).
+ *
+ * Warm and cold: a single matrix of these shapes fits in a 32 MiB L3 or a 50 MB GPU L2, so the
+ * plain rows (median of warm runs) measure cache-resident speed and can pass "100 %" of DRAM.
+ * With GPU cases on, every shape also gets "cold" rows: successive runs rotate through enough
+ * device copies of the weights (>= cfg->cold_bytes and >= 4x the L2) that each run reads its
+ * matrix from DRAM; the cuBLAS baseline is rotated the same way. On the CPU the sweep (~520 MB of
+ * weights) is the cold number.
+ *
+ * Every output is checked against a reference computed on the host in double from the same codes
+ * (exact integer sums on the int8 path), so a fast wrong kernel cannot post a number.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <cblas.h>
+#include <unistd.h>
 
 #include "bench.h"
 
-enum { GEMV_MAX_MATS = 2 };
+enum { GEMV_MAX_MATS = 2, GEMV_MAX_COPIES = 4096 };
 
 static const float W_SCALE = 0.5f; /* per-tensor scale; a power of two keeps references exact */
 
 typedef struct gemv_case {
     trit_stream *stream;
-    const trit_ternary *w[GEMV_MAX_MATS];
+    trit_ternary *const *w; /* [copies][mats] */
+    int mats, copies, next;
     int gated;
     trit_tensor x, y;
     trit_gemv_params params;
 } gemv_case;
 
-static trit_status gemv_once(void *p)
+/* Enqueues one GEMV on the next copy of the weights. */
+static trit_status gemv_enqueue(void *p)
 {
     gemv_case *c = p;
-    trit_status st =
-        c->gated ? trit_ternary_gemv_gated(c->stream, c->w[0], c->w[1], &c->x, &c->y, &c->params)
-                 : trit_ternary_gemv(c->stream, c->w[0], &c->x, &c->y, &c->params);
-    return st == TRIT_OK ? trit_stream_sync(c->stream) : st;
+    trit_ternary *const *w = c->w + (size_t)c->next * (size_t)c->mats;
+    c->next = (c->next + 1) % c->copies;
+    return c->gated ? trit_ternary_gemv_gated(c->stream, w[0], w[1], &c->x, &c->y, &c->params)
+                    : trit_ternary_gemv(c->stream, w[0], &c->x, &c->y, &c->params);
 }
 
-/* The dense baseline: y[N, M] = x[N, K] · W^T per matrix, then relu²(gate) ⊙ up when gated. */
+/* The OpenBLAS baseline: y[N, M] = x[N, K] · W^T per matrix, then relu²(gate) ⊙ up when gated. */
 typedef struct blas_case {
     int64_t m, k, n;
     int gated;
@@ -47,15 +58,14 @@ typedef struct blas_case {
     float *y[GEMV_MAX_MATS];
 } blas_case;
 
-static void blas_run(const blas_case *b)
+static trit_status blas_once(void *p)
 {
+    const blas_case *b = p;
     for (int i = 0; i < (b->gated ? 2 : 1); i++) {
         if (b->n == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)b->m, (int)b->k, 1.f, b->w[i], (int)b->k,
-                        b->x, 1, 0.f, b->y[i], 1);
+            bench_blas_sgemv(b->m, b->k, b->w[i], b->x, b->y[i]);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b->n, (int)b->m, (int)b->k,
-                        1.f, b->x, (int)b->k, b->w[i], (int)b->k, 0.f, b->y[i], (int)b->m);
+            bench_blas_sgemm(b->n, b->m, b->k, b->x, b->w[i], b->y[i]);
     }
     if (b->gated) {
         const int64_t n = b->n * b->m;
@@ -66,62 +76,22 @@ static void blas_run(const blas_case *b)
             g[i] = r * r * u[i];
         }
     }
-}
-
-static trit_status blas_once(void *p)
-{
-    blas_run(p);
     return TRIT_OK;
 }
 
-/* x quantized the way TRIT_GEMV_INT8 specifies (per token: a = max|x|, s = 127 / a, q = rint(x s)
- * clamped), kept as floats; `dequant[n]` = a / 127. Integer-valued W·q sums stay below 2^24 for
- * these shapes, so OpenBLAS computes them exactly and the reference is exact up to the rescale. */
-static void quantize_rows(const float *x, int64_t n, int64_t k, float *q, float *dequant)
-{
-    for (int64_t t = 0; t < n; t++) {
-        const float *xr = x + t * k;
-        float a = 0.f;
-        for (int64_t i = 0; i < k; i++)
-            a = fabsf(xr[i]) > a ? fabsf(xr[i]) : a;
-        const float s = a > 0.f ? 127.f / a : 0.f;
-        for (int64_t i = 0; i < k; i++) {
-            float v = rintf(xr[i] * s);
-            q[t * k + i] = v > 127.f ? 127.f : v < -127.f ? -127.f : v;
-        }
-        dequant[t] = a / 127.f;
-    }
-}
+/* The cuBLAS baseline: one cublasGemmEx per run on the next weight copy (gate and up stacked into
+ * one [2M, K] matrix, as frameworks fuse them; the activation is left out). */
+typedef struct cublas_case {
+    bench_cublas_gemv *g;
+    int reps;
+    char why[256];
+} cublas_case;
 
-/* Reference output of one path, computed with OpenBLAS on the dense weights (untimed). */
-static void gemv_reference(const blas_case *shape, trit_gemv_path path, float *out,
-                           float *scratch_q, float *scratch_y)
+static trit_status cublas_once(void *p)
 {
-    blas_case b = *shape;
-    b.y[0] = out;
-    b.y[1] = scratch_y;
-    if (path == TRIT_GEMV_FLOAT) {
-        blas_run(&b);
-        return;
-    }
-    float dequant[TRIT_GEMV_MAX_N];
-    quantize_rows(shape->x, shape->n, shape->k, scratch_q, dequant);
-    b.x = scratch_q;
-    b.gated = 0;
-    for (int i = 0; i < (shape->gated ? 2 : 1); i++) {
-        b.w[0] = shape->w[i];
-        b.y[0] = i == 0 ? out : scratch_y;
-        blas_run(&b);
-        for (int64_t t = 0; t < shape->n; t++)
-            for (int64_t m = 0; m < shape->m; m++)
-                b.y[0][t * shape->m + m] *= dequant[t];
-    }
-    if (shape->gated) {
-        for (int64_t i = 0; i < shape->n * shape->m; i++) {
-            float r = out[i] > 0.f ? out[i] : 0.f;
-            out[i] = r * r * scratch_y[i];
-        }
-    }
+    cublas_case *c = p;
+    return bench_cublas_gemv_run(c->g, c->reps, c->why, sizeof(c->why)) ? TRIT_ERROR_BACKEND
+                                                                        : TRIT_OK;
 }
 
 static trit_status upload_ternary(trit_device *device, const uint8_t *codes, int64_t rows,
@@ -146,11 +116,139 @@ static double gemv_bytes(int mats, int64_t m, int64_t k, int64_t n)
            4.0 * (double)(n * m);
 }
 
+/* Copies of `bytes_per_copy` whose total passes the cold target; 1 without GPU cases. */
+static int cold_copies(const bench_config *cfg, const bench_device *dev, double bytes_per_copy)
+{
+    double target = (double)cfg->cold_bytes;
+    if (4.0 * (double)dev->l2_bytes > target)
+        target = 4.0 * (double)dev->l2_bytes;
+    int n = (int)ceil(target / bytes_per_copy);
+    /* Never more than a quarter of the device's memory. */
+    double cap = dev->info.memory_bytes > 0 ? 0.25 * (double)dev->info.memory_bytes / bytes_per_copy
+                                            : GEMV_MAX_COPIES;
+    if (n > (int)cap)
+        n = (int)cap;
+    if (n > GEMV_MAX_COPIES)
+        n = GEMV_MAX_COPIES;
+    return n < 2 ? 2 : n;
+}
+
 typedef struct gemv_shape {
     const char *role;
     int64_t m, k;
     int gated;
 } gemv_shape;
+
+/* Everything one shape needs on the host and the device; freed by shape_free. */
+typedef struct gemv_data {
+    int mats;
+    uint8_t *codes[GEMV_MAX_MATS];
+    float *dense[GEMV_MAX_MATS]; /* OpenBLAS only */
+    trit_ternary **w;            /* [copies][mats]; copy 0 is the warm one */
+    int copies;
+    bench_cublas_gemv *cub[2]; /* warm, cold */
+    char cub_why[256];
+    float *x, *y_ref[2], *y_dev, *y_tmp[GEMV_MAX_MATS], *y_cub;
+    int8_t *xq;
+    uint16_t *x_half;
+} gemv_data;
+
+static void shape_free(gemv_data *d)
+{
+    for (int i = 0; d->w && i < d->copies * d->mats; i++)
+        trit_ternary_free(d->w[i]);
+    free(d->w);
+    for (int i = 0; i < GEMV_MAX_MATS; i++) {
+        free(d->codes[i]);
+        free(d->dense[i]);
+        free(d->y_tmp[i]);
+    }
+    bench_cublas_gemv_destroy(d->cub[0]);
+    bench_cublas_gemv_destroy(d->cub[1]);
+    free(d->x);
+    free(d->y_ref[0]);
+    free(d->y_ref[1]);
+    free(d->y_dev);
+    free(d->y_cub);
+    free(d->xq);
+    free(d->x_half);
+}
+
+/* The cuBLAS side of a shape: the dense f16 matrix (stacked when gated), a warm handle with one
+ * copy and, with GPU cases, a cold one. On failure d->cub_why says why. */
+static void shape_cublas(const bench_config *cfg, const bench_device *dev, gemv_data *d,
+                         const gemv_shape *sh)
+{
+    const int64_t M = sh->m * d->mats, K = sh->k, row_bytes = (K + 3) / 4;
+    uint16_t *wh = malloc((size_t)(M * K) * sizeof(uint16_t));
+    if (!wh) {
+        snprintf(d->cub_why, sizeof(d->cub_why), "host allocation of the f16 matrix");
+        return;
+    }
+    static const uint16_t lut[4] = {0xb800u, 0x0000u, 0x3800u, 0x7e00u}; /* -0.5, 0, 0.5, NaN */
+    for (int i = 0; i < d->mats; i++)
+        for (int64_t m = 0; m < sh->m; m++)
+            for (int64_t k = 0; k < K; k++)
+                wh[(i * sh->m + m) * K + k] =
+                    lut[(d->codes[i][m * row_bytes + k / 4] >> (2 * (k % 4))) & 3];
+    d->cub[0] = bench_cublas_gemv_create(dev->cublas, wh, M, K, 1, d->cub_why, sizeof(d->cub_why));
+    if (d->cub[0] && dev->gpu_cases)
+        d->cub[1] = bench_cublas_gemv_create(dev->cublas, wh, M, K,
+                                             cold_copies(cfg, dev, (double)(M * K) * 2.0),
+                                             d->cub_why, sizeof(d->cub_why));
+    free(wh);
+}
+
+/* Times the cuBLAS baseline (warm = 0, cold = 1) and emits its own row, so the card's dense
+ * GEMV speed is on record even where trit's op is unsupported. Returns the median in us, or 0. */
+static double time_cublas(const bench_config *cfg, const bench_device *dev, gemv_data *d,
+                          const gemv_shape *sh, int64_t N, int cold, const char *shape,
+                          const float *ref_float)
+{
+    bench_cublas_gemv *g = d->cub[cold];
+    if (!g)
+        return 0;
+    const int64_t M = sh->m * d->mats, K = sh->k;
+    const char *variant = cold ? "f16 gemmex cold" : "f16 gemmex";
+    cublas_case c = {.g = g, .reps = 1};
+    double a = bench_now();
+    trit_status st = cublas_once(&c);
+    c.reps = bench_reps_for(dev, bench_now() - a);
+    bench_timing t = {0};
+    if (st == TRIT_OK)
+        st = bench_time(cfg, cfg->min_time, cublas_once, &c, &t);
+    if (st != TRIT_OK) {
+        bench_row row;
+        bench_row_init(&row, dev, "cublas_gemv", shape, variant);
+        row.state = BENCH_ROW_FAILED;
+        snprintf(row.note, sizeof(row.note), "%s", c.why);
+        bench_row_emit(cfg, &row);
+        return 0;
+    }
+    bench_row row;
+    bench_row_init(&row, dev, "cublas_gemv", shape, variant);
+    row.time_us = t.median_s / c.reps * 1e6;
+    row.min_us = t.min_s / c.reps * 1e6;
+    row.runs = t.runs;
+    row.ops_per_sync = c.reps;
+    row.bytes = 2.0 * (double)(M * K) + 2.0 * (double)(N * K) + 2.0 * (double)(N * M);
+    row.flops = 2.0 * (double)M * (double)K * (double)N;
+    /* Plain shapes only: the stacked gated matrix has no reference of its own. f16 x and y
+     * round to 2^-11, so agreement within 5e-3 is expected. */
+    if (!sh->gated && bench_cublas_gemv_output(g, d->y_cub) == 0) {
+        row.check_err = bench_rel_error(d->y_cub, ref_float, (size_t)(N * M));
+        row.check_tol = 5e-3;
+        if (!(row.check_err <= row.check_tol)) {
+            row.state = BENCH_ROW_MISMATCH;
+            snprintf(row.note, sizeof(row.note),
+                     "cuBLAS output: relative error %.3g against the reference (tolerance %g)",
+                     row.check_err, row.check_tol);
+        }
+    }
+    bench_row_finish(&row, dev);
+    bench_row_emit(cfg, &row);
+    return row.state == BENCH_ROW_OK ? row.time_us : 0;
+}
 
 static void run_shape(const bench_config *cfg, bench_device *dev, const gemv_shape *sh,
                       const int *ns, int n_ns, uint64_t seed)
@@ -164,47 +262,83 @@ static void run_shape(const bench_config *cfg, bench_device *dev, const gemv_sha
 
     bench_rng rng = {seed};
     const uint64_t row_bytes = (uint64_t)(K + 3) / 4;
-    uint8_t *codes = malloc((size_t)(M * (int64_t)row_bytes));
-    float *dense[GEMV_MAX_MATS] = {0};
-    trit_ternary *tw[GEMV_MAX_MATS] = {0};
-    float *x = malloc((size_t)(TRIT_GEMV_MAX_N * K) * sizeof(float));
-    float *xq = malloc((size_t)(TRIT_GEMV_MAX_N * K) * sizeof(float));
-    float *y_ref[2] = {malloc((size_t)(TRIT_GEMV_MAX_N * M) * sizeof(float)),
-                       malloc((size_t)(TRIT_GEMV_MAX_N * M) * sizeof(float))};
-    float *y_dev = malloc((size_t)(TRIT_GEMV_MAX_N * M) * sizeof(float));
-    float *y_tmp[GEMV_MAX_MATS] = {malloc((size_t)(TRIT_GEMV_MAX_N * M) * sizeof(float)),
-                                   malloc((size_t)(TRIT_GEMV_MAX_N * M) * sizeof(float))};
-    int oom = !codes || !x || !xq || !y_ref[0] || !y_ref[1] || !y_dev || !y_tmp[0] || !y_tmp[1];
+    const size_t xn = (size_t)(TRIT_GEMV_MAX_N * K), yn = (size_t)(TRIT_GEMV_MAX_N * M);
+    const int blas = dev->host_baselines && bench_blas_available();
+    gemv_data d = {.mats = mats};
+    d.copies = dev->gpu_cases ? cold_copies(cfg, dev, (double)mats * (double)(M * row_bytes)) : 1;
+    d.w = calloc((size_t)d.copies * (size_t)mats, sizeof(trit_ternary *));
+    d.x = malloc(xn * sizeof(float));
+    d.xq = malloc(xn);
+    d.x_half = malloc(xn * sizeof(uint16_t));
+    d.y_ref[0] = malloc(yn * sizeof(float));
+    d.y_ref[1] = malloc(yn * sizeof(float));
+    d.y_dev = malloc(yn * sizeof(float));
+    d.y_cub = malloc(yn * mats * sizeof(float));
+    int oom =
+        !d.w || !d.x || !d.xq || !d.x_half || !d.y_ref[0] || !d.y_ref[1] || !d.y_dev || !d.y_cub;
     trit_status st = TRIT_OK;
-    for (int i = 0; i < mats && !oom && st == TRIT_OK; i++) {
-        dense[i] = malloc((size_t)(M * K) * sizeof(float));
-        if (!dense[i]) {
+    const char *what = "trit_ternary_upload";
+    for (int i = 0; i < mats && !oom; i++) {
+        d.codes[i] = malloc((size_t)(M * (int64_t)row_bytes));
+        d.y_tmp[i] = malloc(yn * sizeof(float));
+        if (blas)
+            d.dense[i] = malloc((size_t)(M * K) * sizeof(float));
+        if (!d.codes[i] || !d.y_tmp[i] || (blas && !d.dense[i])) {
             oom = 1;
             break;
         }
-        bench_fill_packed2(&rng, codes, M, K);
-        st = upload_ternary(dev->device, codes, M, K, &tw[i]);
-        bench_unpack_f32(codes, M, K, W_SCALE, dense[i]);
+        bench_fill_packed2(&rng, d.codes[i], M, K);
+        if (blas)
+            bench_unpack_f32(d.codes[i], M, K, W_SCALE, d.dense[i]);
     }
-    if (oom || st != TRIT_OK) {
-        bench_failed(cfg, dev, op, base_shape, "", oom ? "host allocation" : "trit_ternary_upload",
-                     oom ? TRIT_ERROR_OUT_OF_MEMORY : st);
-        goto done;
+    /* Copy 0 is the warm matrix; the others hold the same codes at other addresses. */
+    int uploaded = 0;
+    for (int c = 0; c < d.copies && !oom && st == TRIT_OK; c++) {
+        for (int i = 0; i < mats && st == TRIT_OK; i++)
+            st = upload_ternary(dev->device, d.codes[i], M, K, &d.w[c * mats + i]);
+        uploaded += st == TRIT_OK;
+    }
+    if (st != TRIT_OK && uploaded >= 1) {
+        /* Device memory ran out among the cold copies: rotate through those that fit (with one,
+         * there are no cold rows). */
+        for (int i = uploaded * mats; i < d.copies * mats; i++) {
+            trit_ternary_free(d.w[i]);
+            d.w[i] = NULL;
+        }
+        fprintf(cfg->table, "# %s: only %d weight copies fit (%s)\n", base_shape, uploaded,
+                trit_last_error());
+        d.copies = uploaded;
+        st = TRIT_OK;
+    }
+    if (oom) {
+        bench_failed(cfg, dev, op, base_shape, "", "host allocation", TRIT_ERROR_OUT_OF_MEMORY);
+        shape_free(&d);
+        return;
+    }
+    /* A device that cannot take the weights still gets its baseline rows. */
+    const int have_trit = st == TRIT_OK;
+    if (!have_trit)
+        bench_failed(cfg, dev, op, base_shape, "", what, st);
+    if (dev->cublas)
+        shape_cublas(cfg, dev, &d, sh);
+    if (!have_trit && !d.cub[0]) {
+        shape_free(&d);
+        return;
     }
 
     for (int ni = 0; ni < n_ns; ni++) {
         const int64_t N = ns[ni];
         char shape[64];
         snprintf(shape, sizeof(shape), "%s N=%lld", base_shape, (long long)N);
-        bench_fill_floats(&rng, x, (size_t)(N * K));
+        bench_fill_floats(&rng, d.x, (size_t)(N * K));
 
         trit_buffer *xb = NULL, *yb = NULL;
-        gemv_case c = {.stream = dev->stream, .gated = sh->gated};
-        c.w[0] = tw[0];
-        c.w[1] = tw[1];
+        gemv_case c = {.stream = dev->stream, .w = d.w, .mats = mats, .gated = sh->gated};
         int64_t xs[2] = {N, K}, ys[2] = {N, M};
-        st = bench_tensor_upload(dev->stream, TRIT_DTYPE_F32, 2, xs, x, &xb, &c.x);
-        if (st == TRIT_OK)
+        st = TRIT_OK;
+        if (have_trit)
+            st = bench_tensor_upload(dev->stream, TRIT_DTYPE_F32, 2, xs, d.x, &xb, &c.x);
+        if (have_trit && st == TRIT_OK)
             st = bench_tensor_upload(dev->stream, TRIT_DTYPE_F32, 2, ys, NULL, &yb, &c.y);
         if (st != TRIT_OK) {
             bench_failed(cfg, dev, op, shape, "", "allocating x / y", st);
@@ -212,109 +346,156 @@ static void run_shape(const bench_config *cfg, bench_device *dev, const gemv_sha
             continue;
         }
 
-        blas_case b = {.m = M, .k = K, .n = N, .gated = sh->gated, .x = x};
-        b.w[0] = dense[0];
-        b.w[1] = dense[1];
-        b.y[0] = y_tmp[0];
-        b.y[1] = y_tmp[1];
-        bench_timing bt = {0};
-        if (dev->host_baselines)
-            bench_time(cfg, cfg->min_time, blas_once, &b, &bt);
-        gemv_reference(&b, TRIT_GEMV_FLOAT, y_ref[TRIT_GEMV_FLOAT], xq, y_tmp[1]);
-        gemv_reference(&b, TRIT_GEMV_INT8, y_ref[TRIT_GEMV_INT8], xq, y_tmp[1]);
-        /* OpenBLAS's worker threads spin for ~0.1 s after their last job; let them go to sleep
-         * before timing trit, or they take one of the two cores away from it. */
-        bench_sleep(0.15);
-
+        /* References, on as many host threads as the device's baselines would use (or all). */
+        float dequant[TRIT_GEMV_MAX_N];
+        bench_quantize_rows(d.x, N, K, d.xq, dequant);
+        bench_gemv_ref ref = {.gated = sh->gated,
+                              .m = M,
+                              .k = K,
+                              .n = N,
+                              .scale = W_SCALE,
+                              .x = d.x,
+                              .q = d.xq,
+                              .dequant = dequant};
+        ref.codes[0] = d.codes[0];
+        ref.codes[1] = d.codes[1];
+        const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        const int ref_threads = dev->host_baselines ? dev->threads : ncpu > 0 ? (int)ncpu : 1;
         for (int path = TRIT_GEMV_FLOAT; path <= TRIT_GEMV_INT8; path++) {
-            const char *variant = path == TRIT_GEMV_FLOAT ? "f32 float" : "f32 int8";
-            trit_op_desc desc = {
-                .size = sizeof(desc),
-                .op = sh->gated ? TRIT_OP_GEMV_GATED : TRIT_OP_GEMV,
-                .x_dtype = TRIT_DTYPE_F32,
-                .y_dtype = TRIT_DTYPE_F32,
-                .path = (trit_gemv_path)path,
-                .n = (int32_t)N,
-            };
-            if (bench_unsupported(cfg, dev, &desc, op, shape, variant))
-                continue;
-            trit_gemv_params_init(&c.params);
-            c.params.path = (trit_gemv_path)path;
-            if (sh->gated)
-                c.params.act = TRIT_ACT_RELU2;
+            ref.path = path;
+            ref.out = d.y_ref[path];
+            bench_gemv_reference(&ref, ref_threads);
+        }
 
-            bench_timing t;
-            st = bench_time(cfg, cfg->min_time, gemv_once, &c, &t);
-            if (st == TRIT_OK)
-                st = trit_buffer_download(dev->stream, yb, 0, y_dev,
-                                          (uint64_t)(N * M) * sizeof(float));
-            if (st == TRIT_OK)
-                st = trit_stream_sync(dev->stream);
-            if (st != TRIT_OK) {
-                bench_failed(cfg, dev, op, shape, variant,
-                             sh->gated ? "trit_ternary_gemv_gated" : "trit_ternary_gemv", st);
-                continue;
-            }
+        /* Baselines: OpenBLAS fp32 on the CPU device, cuBLAS fp16 (warm and cold) on CUDA. */
+        double base_us[2] = {0, 0};
+        const char *base_name = "";
+        if (blas) {
+            blas_case b = {.m = M, .k = K, .n = N, .gated = sh->gated, .x = d.x};
+            b.w[0] = d.dense[0];
+            b.w[1] = d.dense[1];
+            b.y[0] = d.y_tmp[0];
+            b.y[1] = d.y_tmp[1];
+            bench_timing bt = {0};
+            if (bench_time(cfg, cfg->min_time, blas_once, &b, &bt) == TRIT_OK)
+                base_us[0] = base_us[1] = bt.median_s * 1e6;
+            base_name = N == 1 ? "openblas sgemv" : "openblas sgemm";
+            /* OpenBLAS's worker threads spin for ~0.1 s after their last job; let them go to
+             * sleep before timing trit, or they take one of the two cores away from it. */
+            bench_sleep(0.15);
+        } else if (d.cub[0]) {
+            for (size_t i = 0; i < (size_t)(N * K); i++)
+                d.x_half[i] = trit_float_to_half(d.x[i]);
+            for (int cold = 0; cold < 2; cold++)
+                if (d.cub[cold] && bench_cublas_gemv_set_x(d.cub[cold], d.x_half, N) == 0)
+                    base_us[cold] =
+                        time_cublas(cfg, dev, &d, sh, N, cold, shape, d.y_ref[TRIT_GEMV_FLOAT]);
+            base_name = "cublas f16";
+        }
+        char base_note[96] = "";
+        if (dev->host_baselines && !blas)
+            snprintf(base_note, sizeof(base_note), "OpenBLAS not found");
+        else if (dev->info.backend == TRIT_BACKEND_CUDA && !dev->cublas)
+            snprintf(base_note, sizeof(base_note), "%s",
+                     strstr(dev->cublas_note, "not found") ? "cuBLAS not found"
+                                                           : "cuBLAS unavailable (see header)");
+        else if (dev->cublas && !d.cub[0])
+            snprintf(base_note, sizeof(base_note), "cuBLAS: %.80s", d.cub_why);
 
-            bench_row row;
-            bench_row_init(&row, dev, op, shape, variant);
-            row.time_us = t.median_s * 1e6;
-            row.min_us = t.min_s * 1e6;
-            row.runs = t.runs;
-            row.bytes = gemv_bytes(mats, M, K, N);
-            row.flops = 2.0 * mats * (double)M * (double)K * (double)N;
-            if (bt.runs) {
-                snprintf(row.baseline, sizeof(row.baseline), "openblas %s",
-                         N == 1 ? "sgemv" : "sgemm");
-                row.base_us = bt.median_s * 1e6;
+        for (int cold = 0; have_trit && cold <= (dev->gpu_cases && d.copies > 1 ? 1 : 0); cold++) {
+            c.copies = cold ? d.copies : 1;
+            c.next = 0;
+            for (int path = TRIT_GEMV_FLOAT; path <= TRIT_GEMV_INT8; path++) {
+                char variant[32];
+                snprintf(variant, sizeof(variant), "%s%s",
+                         path == TRIT_GEMV_FLOAT ? "f32 float" : "f32 int8", cold ? " cold" : "");
+                trit_op_desc desc = {
+                    .size = sizeof(desc),
+                    .op = sh->gated ? TRIT_OP_GEMV_GATED : TRIT_OP_GEMV,
+                    .x_dtype = TRIT_DTYPE_F32,
+                    .y_dtype = TRIT_DTYPE_F32,
+                    .path = (trit_gemv_path)path,
+                    .n = (int32_t)N,
+                };
+                if (bench_unsupported(cfg, dev, &desc, op, shape, variant))
+                    continue;
+                trit_gemv_params_init(&c.params);
+                c.params.path = (trit_gemv_path)path;
+                if (sh->gated)
+                    c.params.act = TRIT_ACT_RELU2;
+
+                bench_timing t;
+                int reps = 1;
+                st = bench_time_ops(cfg, dev, cfg->min_time, gemv_enqueue, &c, &t, &reps);
+                if (st == TRIT_OK)
+                    st = trit_buffer_download(dev->stream, yb, 0, d.y_dev,
+                                              (uint64_t)(N * M) * sizeof(float));
+                if (st == TRIT_OK)
+                    st = trit_stream_sync(dev->stream);
+                if (st != TRIT_OK) {
+                    bench_failed(cfg, dev, op, shape, variant,
+                                 sh->gated ? "trit_ternary_gemv_gated" : "trit_ternary_gemv", st);
+                    continue;
+                }
+
+                bench_row row;
+                bench_row_init(&row, dev, op, shape, variant);
+                row.time_us = t.median_s * 1e6;
+                row.min_us = t.min_s * 1e6;
+                row.runs = t.runs;
+                row.ops_per_sync = reps;
+                row.bytes = gemv_bytes(mats, M, K, N);
+                row.flops = 2.0 * mats * (double)M * (double)K * (double)N;
+                if (base_us[cold] > 0) {
+                    snprintf(row.baseline, sizeof(row.baseline), "%s", base_name);
+                    row.base_us = base_us[cold];
+                }
+                snprintf(row.base_note, sizeof(row.base_note), "%s", base_note);
+                row.check_err = bench_rel_error(d.y_dev, d.y_ref[path], (size_t)(N * M));
+                /* Float path: f32 sums in some order against a double reference. Int8 path: the
+                 * integer sums are exact on both sides, only the final rescale may round apart. */
+                row.check_tol = path == TRIT_GEMV_FLOAT ? 2e-5 : 1e-5;
+                if (!(row.check_err <= row.check_tol)) {
+                    row.state = BENCH_ROW_MISMATCH;
+                    snprintf(row.note, sizeof(row.note),
+                             "relative error %.3g against the fp64 reference on the same weights "
+                             "(tolerance %g)",
+                             row.check_err, row.check_tol);
+                }
+                bench_row_finish(&row, dev);
+                bench_row_emit(cfg, &row);
             }
-            row.check_err = bench_rel_error(y_dev, y_ref[path], (size_t)(N * M));
-            /* Float path: only the summation order differs from OpenBLAS. Int8 path: the
-             * integer sums are exact on both sides, only the final rescale may round apart. */
-            row.check_tol = path == TRIT_GEMV_FLOAT ? 2e-5 : 1e-5;
-            if (!(row.check_err <= row.check_tol)) {
-                row.state = BENCH_ROW_MISMATCH;
-                snprintf(row.note, sizeof(row.note),
-                         "relative error %.3g against OpenBLAS on the same weights (tolerance %g)",
-                         row.check_err, row.check_tol);
-            }
-            bench_row_finish(&row, dev);
-            bench_row_emit(cfg, &row);
         }
         trit_buffer_free(xb);
         trit_buffer_free(yb);
     }
-
-done:
-    for (int i = 0; i < GEMV_MAX_MATS; i++) {
-        trit_ternary_free(tw[i]);
-        free(dense[i]);
-        free(y_tmp[i]);
-    }
-    free(codes);
-    free(x);
-    free(xq);
-    free(y_ref[0]);
-    free(y_ref[1]);
-    free(y_dev);
+    if (dev->gpu_cases && have_trit && d.copies > 1)
+        fprintf(cfg->table, "# %s: cold rows rotate through %d copies (%.0f MB) of the weights\n",
+                base_shape, d.copies, (double)d.copies * mats * (double)(M * row_bytes) * 1e-6);
+    shape_free(&d);
 }
 
 void bench_gemv_run(const bench_config *cfg, bench_device *dev)
 {
     /* BitNet b1.58 2B: hidden 2560, 20 query / 5 KV heads of 128, FFN 6912; plus a 7-8B-class
-     * FFN matrix (4096x14336) that is bigger than the L3. */
+     * FFN matrix (4096x14336) that is bigger than the L3, and with GPU cases a 70B-class FFN
+     * matrix (8192x28672, 58.7 MB of codes) that is bigger than any GPU's L2. */
     static const gemv_shape full[] = {
-        {"q/o", 2560, 2560, 0},  {"k/v", 640, 2560, 0},      {"gate/up", 6912, 2560, 0},
-        {"down", 2560, 6912, 0}, {"gate+up", 6912, 2560, 1}, {"ffn-8b", 4096, 14336, 0},
+        {"q/o", 2560, 2560, 0},      {"k/v", 640, 2560, 0},      {"gate/up", 6912, 2560, 0},
+        {"down", 2560, 6912, 0},     {"gate+up", 6912, 2560, 1}, {"ffn-8b", 4096, 14336, 0},
+        {"ffn-70b", 8192, 28672, 0},
     };
     static const gemv_shape quick[] = {
         {"q/o", 2560, 2560, 0},
         {"gate+up", 6912, 2560, 1},
+        {"ffn-70b", 8192, 28672, 0},
     };
     static const int ns_full[] = {1, 4, 16};
     static const int ns_quick[] = {1, 4};
     const gemv_shape *shapes = cfg->quick ? quick : full;
-    const int n_shapes = cfg->quick ? 2 : (int)(sizeof(full) / sizeof(full[0]));
+    int n_shapes = cfg->quick ? 3 : (int)(sizeof(full) / sizeof(full[0]));
+    if (!dev->gpu_cases)
+        n_shapes--; /* the last shape of each list is a GPU case */
     for (int i = 0; i < n_shapes; i++)
         run_shape(cfg, dev, &shapes[i], cfg->quick ? ns_quick : ns_full, cfg->quick ? 2 : 3,
                   0x7e57ull + (uint64_t)i);
