@@ -17,6 +17,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
@@ -624,6 +625,68 @@ TEST(Vulkan, CoopMatrixDecisionSaysWhyItIsOff)
     emu.fp16 = 0;
     EXPECT_NE(nullptr, vk_coop_decide(&emu, &c));
 }
+
+// The tiles attention_coop.comp gets, on made-up devices: NVIDIA's (16x8x16 f16 -> f32, subgroup
+// 32, 48 KiB of shared memory) and lavapipe's limits (subgroup 8, 32 KiB). None of NVIDIA's picks
+// fits lavapipe's 32 KiB, which is why the emulation cannot run them (vulkan/README.md).
+TEST(Vulkan, CoopMatrixTilesFitSharedMemoryAndPreferLargeBlocks)
+{
+    vk_coop_config nv{};
+    nv.m = 16;
+    nv.n = 8;
+    nv.k = 16;
+    nv.subgroup_size = 32;
+    struct Want {
+        uint32_t d, rows, tk;
+    };
+    for (const Want &w : {Want{64, 32, 64}, Want{80, 32, 64}, Want{96, 32, 64}, Want{128, 32, 32},
+                          Want{256, 16, 32}}) {
+        SCOPED_TRACE(w.d);
+        uint32_t tk = 0, rows = 0;
+        ASSERT_EQ(1, vk_coop_tiles(&nv, 48 * 1024, 1024, w.d, &tk, &rows));
+        EXPECT_EQ(w.rows, rows);
+        EXPECT_EQ(w.tk, tk);
+        EXPECT_LE(vk_coop_shared_bytes(&nv, w.d, rows, tk), 48u * 1024);
+        EXPECT_GT(vk_coop_shared_bytes(&nv, w.d, rows, tk), 32u * 1024);
+    }
+    // Every accumulator and fragment shape fits every head dim up to 128 in 32 KiB, and 256
+    // in none.
+    for (int acc16 : {0, 1})
+        for (uint32_t n : {8u, 16u}) {
+            vk_coop_config c = nv;
+            c.acc16 = acc16;
+            c.n = n;
+            c.subgroup_size = 8;
+            for (uint32_t d : {64u, 80u, 96u, 128u, 256u}) {
+                SCOPED_TRACE(testing::Message() << "acc16 " << acc16 << " n " << n << " d " << d);
+                uint32_t tk = 0, rows = 0;
+                const int fits = vk_coop_tiles(&c, 32 * 1024, 1024, d, &tk, &rows);
+                EXPECT_EQ(d != 256, fits != 0);
+                if (fits)
+                    EXPECT_LE(vk_coop_shared_bytes(&c, d, rows, tk), 32u * 1024);
+                // f16 accumulators run NVIDIA's d = 64 tile (32 x 64) within lavapipe's limit.
+                if (acc16 && d == 64)
+                    EXPECT_EQ(32u * 64u, rows * tk);
+            }
+        }
+    // By hand, from attention_coop.comp's declarations (padded score and weight rows of 64 + 8;
+    // the 4 P·V fragments of 16 x 8 fit in the score tile): d = 64, 32 rows x 64 keys, f16.
+    vk_coop_config h = nv;
+    h.acc16 = 1;
+    EXPECT_EQ(2u * 32 * 72 + 2 * 64 * 72 + 2 * 32 * 72 + 2 * 32 * 72 + 4 * 32 * 64 + 12 * 32 +
+                  8 * 64,
+              vk_coop_shared_bytes(&h, 64, 32, 64));
+    // ... and 16 x 16 tiles, where the fragments (4 x 16 x 16) outgrow the scores (16 x 24).
+    h.n = 16;
+    EXPECT_EQ(2u * 16 * 72 + 2 * 16 * 72 + 2 * 4 * 16 * 16 + 2 * 16 * 24 + 4 * 16 * 64 + 12 * 16 +
+                  8 * 16,
+              vk_coop_shared_bytes(&h, 64, 16, 16));
+    // The workgroup (4 subgroups) must fit the device, and d must be a multiple of 16.
+    uint32_t tk = 0, rows = 0;
+    EXPECT_EQ(0, vk_coop_tiles(&nv, 48 * 1024, 64, 64, &tk, &rows));
+    EXPECT_EQ(0, vk_coop_tiles(&nv, 48 * 1024, 1024, 72, &tk, &rows));
+    EXPECT_EQ(0, vk_coop_tiles(&nv, 4 * 1024, 1024, 64, &tk, &rows));
+}
 #endif // TRIT_TEST_VULKAN_HEADERS
 
 namespace {
@@ -634,7 +697,7 @@ struct AttCase {
     trit_dtype o_dt = TRIT_DTYPE_F32;
     bool causal = true, alibi = false, sinks = false, paged = false;
     int32_t window = 0, kv_splits = 0;
-    int64_t kv_offset = 0; // K and V views start this many elements into their buffers
+    int64_t kv_offset = 0; // q, K and V views start this many elements into their buffers
     float softcap = 0, scale = 0;
     uint64_t seed = 1;
     std::string describe() const
@@ -689,7 +752,27 @@ double run_f16_attention(trit_device *dev, const AttCase &c)
         p.sinks = tt::random_floats((size_t)c.H, c.seed * 31 + 5, -1.f, 3.f);
 
     tt::Stream s(dev);
-    tt::DeviceTensor q = tt::upload(dev, s, TRIT_DTYPE_F16, {T, c.H, c.D}, p.q);
+    // An f16 view of `vals` with `shape` (contiguous), c.kv_offset elements into its buffer.
+    auto upload_at_offset = [&](tt::DeviceTensor &dt, const std::vector<int64_t> &shape,
+                                const std::vector<float> &vals) {
+        std::vector<int64_t> strides(shape.size(), 1);
+        for (size_t i = shape.size() - 1; i > 0; i--)
+            strides[i - 1] = strides[i] * shape[i];
+        std::vector<float> padded((size_t)c.kv_offset, 0.f);
+        padded.insert(padded.end(), vals.begin(), vals.end());
+        const std::vector<uint8_t> bytes = tt::to_bytes(TRIT_DTYPE_F16, padded);
+        dt.buf = tt::Buffer(dev, bytes.size());
+        EXPECT_EQ(TRIT_OK, trit_buffer_upload(s, dt.buf, 0, bytes.data(), bytes.size()));
+        EXPECT_EQ(TRIT_OK,
+                  trit_tensor_make(dt.buf, (uint64_t)c.kv_offset * 2, TRIT_DTYPE_F16,
+                                   (uint32_t)shape.size(), shape.data(), strides.data(), &dt.t))
+            << trit_last_error();
+    };
+    tt::DeviceTensor q;
+    if (c.kv_offset > 0)
+        upload_at_offset(q, {T, c.H, c.D}, p.q);
+    else
+        q = tt::upload(dev, s, TRIT_DTYPE_F16, {T, c.H, c.D}, p.q);
     tt::DeviceTensor out = tt::poisoned(dev, s, c.o_dt, {T, c.H, c.D});
     trit_kv_cache cache{};
     cache.size = sizeof(cache);
@@ -720,21 +803,8 @@ double run_f16_attention(trit_device *dev, const AttCase &c)
         cache.block_table = table.data();
         cache.max_blocks_per_seq = per;
     } else if (c.kv_offset > 0) {
-        const std::vector<int64_t> shape{S, p.capacity, c.Hkv, c.D};
-        const std::vector<int64_t> strides{p.capacity * c.Hkv * c.D, c.Hkv * c.D, c.D, 1};
-        // (DeviceTensor's operator& gives its trit_tensor: std::addressof for the object.)
-        for (auto kv :
-             {std::make_pair(std::addressof(k), &p.k), std::make_pair(std::addressof(v), &p.v)}) {
-            std::vector<float> padded((size_t)c.kv_offset, 0.f);
-            padded.insert(padded.end(), kv.second->begin(), kv.second->end());
-            const std::vector<uint8_t> bytes = tt::to_bytes(TRIT_DTYPE_F16, padded);
-            kv.first->buf = tt::Buffer(dev, bytes.size());
-            EXPECT_EQ(TRIT_OK, trit_buffer_upload(s, kv.first->buf, 0, bytes.data(), bytes.size()));
-            EXPECT_EQ(TRIT_OK,
-                      trit_tensor_make(kv.first->buf, (uint64_t)c.kv_offset * 2, TRIT_DTYPE_F16, 4,
-                                       shape.data(), strides.data(), &kv.first->t))
-                << trit_last_error();
-        }
+        upload_at_offset(k, {S, p.capacity, c.Hkv, c.D}, p.k);
+        upload_at_offset(v, {S, p.capacity, c.Hkv, c.D}, p.v);
     } else {
         k = tt::upload(dev, s, TRIT_DTYPE_F16, {S, p.capacity, c.Hkv, c.D}, p.k);
         v = tt::upload(dev, s, TRIT_DTYPE_F16, {S, p.capacity, c.Hkv, c.D}, p.v);
@@ -809,7 +879,65 @@ std::vector<AttCase> coop_cases()
     l.kv_lens = {300};
     l.seed = 6;
     cs.push_back(l);
+    // q, K and V views at an odd element offset (one half at a time), and at 8 halves (16-byte
+    // loads from a binding that does not start at the buffer's start).
+    for (int64_t off : {3, 8}) {
+        AttCase u;
+        u.D = 96;
+        u.q_lens = {21, 5};
+        u.kv_lens = {90, 40};
+        u.kv_offset = off;
+        u.seed = 7 + (uint64_t)off;
+        cs.push_back(u);
+    }
     return cs;
+}
+
+// The cooperative-matrix path's tiles for each head dim (of 64, 80, 96, 128, 256) on the device
+// whose decision line is `on` ("... on: 16x8x16 f16 -> f32, subgroup 32, shared memory 49152
+// bytes"), as log_path words them (" (32 rows x 64 keys per tile)"), from coop_matrix.h's choice
+// for that shared memory; "" where none fits (that d runs attention.comp). Without the Vulkan
+// headers: any tile for 64..128, what every configuration fits in lavapipe's 32 KiB.
+std::vector<std::pair<int, std::string>> coop_tiles_by_dim(const std::string &on)
+{
+    std::vector<std::pair<int, std::string>> out;
+#ifdef TRIT_TEST_VULKAN_HEADERS
+    vk_coop_config c{};
+    unsigned acc = 0, shared = 0;
+    const size_t at = on.find("on: ");
+    if (at == std::string::npos ||
+        std::sscanf(on.c_str() + at, "on: %ux%ux%u f16 -> f%u, subgroup %u, shared memory %u bytes",
+                    &c.m, &c.n, &c.k, &acc, &c.subgroup_size, &shared) != 6) {
+        ADD_FAILURE() << "cannot read the configuration from: " << on;
+        return out;
+    }
+    c.acc16 = acc == 16;
+    for (int d : {64, 80, 96, 128, 256}) {
+        uint32_t tk = 0, rows = 0;
+        out.emplace_back(d, vk_coop_tiles(&c, shared, 1024, (uint32_t)d, &tk, &rows)
+                                ? " (" + std::to_string(rows) + " rows x " + std::to_string(tk) +
+                                      " keys per tile)"
+                                : "");
+    }
+#else
+    (void)on;
+    for (int d : {64, 80, 96, 128, 256})
+        out.emplace_back(d, d == 256 ? "" : " (");
+#endif
+    return out;
+}
+
+// Checks the log says which shader, with which tiles, each head dim's prefill used:
+// `coop_shader` where coop_tiles_by_dim(on) has tiles, attention.comp's f16 variant elsewhere.
+void expect_prefill_paths(Log &log, const std::string &on, const std::string &coop_shader)
+{
+    for (const auto &dt : coop_tiles_by_dim(on)) {
+        const std::string line = "attention d=" + std::to_string(dt.first) + " prefill uses ";
+        const bool coop = !dt.second.empty();
+        EXPECT_EQ(1, log.count(line + (coop ? coop_shader + dt.second : "attention_f16")))
+            << "d=" << dt.first << (coop ? " expected" + dt.second : " (tiles do not fit)") << ": "
+            << log.first("attention d=" + std::to_string(dt.first));
+    }
 }
 
 } // namespace
@@ -843,7 +971,23 @@ TEST(Vulkan, CoopMatrixAttentionIsReportedWithItsReason)
         const double err = run_f16_attention(v.dev, c);
         EXPECT_LT(err, 2e-3) << c.describe();
         if (!on.empty()) {
+            // The real cooperative-matrix path (a device that offers it): every coop case must
+            // match the reference, at the tiles this device's limits give (D = 256 included
+            // where its shared memory allows).
             EXPECT_EQ(1, v.log.count("attention d=128 prefill uses attention_coop_"));
+            double worst = 0;
+            for (const AttCase &cc : coop_cases()) {
+                const double e = run_f16_attention(v.dev, cc);
+                EXPECT_LT(e, 2e-3) << cc.describe();
+                worst = std::max(worst, e);
+            }
+            std::printf("[ INFO     ] %s: largest error %.2e (tolerance 2e-3)\n", on.c_str(),
+                        worst);
+            const bool acc16 = on.find("-> f16") != std::string::npos;
+            expect_prefill_paths(v.log, on,
+                                 std::string("attention_coop_") + (acc16 ? "f16acc" : "f32acc"));
+            EXPECT_EQ(0, v.log.count("cooperative-matrix attention turned off"))
+                << v.log.first("turned off");
         } else {
             EXPECT_EQ(0, v.log.count("uses attention_coop"));
             EXPECT_EQ(1, v.log.count("attention d=128 prefill uses attention"))
@@ -857,7 +1001,9 @@ TEST(Vulkan, CoopMatrixAttentionIsReportedWithItsReason)
 // attention_coop.comp with its fragment products as scalar loops (vulkan.coop_matrix=emulate),
 // for each shape and accumulator type the selection can pick: everything of the kernel but the
 // coopMat* instructions runs and must match the reference. (D = 256 does not fit lavapipe's 32 KiB
-// of shared memory with these tiles and runs attention.comp there; it is checked either way.)
+// of shared memory with these tiles and runs attention.comp there; it is checked either way, and
+// takes the coop kernel where the tiles fit.) lavapipe's subgroup size (8) and shared memory fix
+// the tiles: NVIDIA's (subgroup 32, 32 x 64 tiles) cannot be emulated here.
 TEST(Vulkan, CoopMatrixAttentionEmulatedMatchesReference)
 {
     for (const char *mode : {"emulate", "emulate-16x8", "emulate-f16acc", "emulate-16x8-f16acc"}) {
@@ -893,10 +1039,7 @@ TEST(Vulkan, CoopMatrixAttentionEmulatedMatchesReference)
             worst = std::max(worst, err);
         }
         std::printf("[ INFO     ] %s: largest error %.2e (tolerance 2e-3)\n", mode, worst);
-        for (int d : {64, 80, 96, 128})
-            EXPECT_EQ(1,
-                      v.log.count("attention d=" + std::to_string(d) + " prefill uses " + shader))
-                << "d=" << d << ": " << v.log.first("attention d=" + std::to_string(d));
+        expect_prefill_paths(v.log, on, shader);
         // The decode row of the mixed batch above does not change the choice; pure decode does.
         AttCase dec;
         dec.q_lens = {1, 1};
@@ -906,6 +1049,65 @@ TEST(Vulkan, CoopMatrixAttentionEmulatedMatchesReference)
         v.destroy();
         EXPECT_EQ(0, v.log.count("vulkan validation")) << v.log.first("vulkan validation");
     }
+}
+
+// A driver that refuses to build the cooperative-matrix pipeline: the call still succeeds on
+// attention.comp, the path is turned off for the device for good with one warning naming the
+// reason, and later calls do not try again. Emulated: vulkan.coop_matrix=emulate-...-reject asks
+// the driver to refuse attention_coop_emu_* (VK_PIPELINE_CREATE_FAIL_ON_PIPELINE_COMPILE_REQUIRED_
+// BIT) and handles the refusal as the real kernel's. Two threads meet the refusal at once.
+TEST(Vulkan, CoopMatrixPipelineRefusedByTheDriverFallsBackToAttentionComp)
+{
+    VkContext v({"vulkan.coop_matrix=emulate-16x8-reject", "vulkan.fp16=on", "vulkan.subgroups=on",
+                 "vulkan.cache_dir=off", "vulkan.validation=on"});
+    ASSERT_NE(nullptr, v.dev);
+    const std::string on = v.log.first("cooperative-matrix attention on");
+    if (on.empty()) {
+        trit_device_info info{};
+        info.size = sizeof(info);
+        ASSERT_EQ(TRIT_OK, trit_device_get_info(v.dev, &info));
+        if (std::string(info.name).find("llvmpipe") != std::string::npos)
+            ADD_FAILURE() << "not emulated on lavapipe: " << v.log.first("attention off");
+        else
+            std::printf("[ INFO     ] not run on this device (%s)\n",
+                        v.log.first("attention off").c_str());
+        return;
+    }
+    EXPECT_NE(std::string::npos, on.find("-reject")) << on;
+    AttCase a; // d = 128
+    AttCase b;
+    b.H = b.Hkv = 4;
+    b.D = 64;
+    b.q_lens = {50};
+    b.kv_lens = {130};
+    b.o_dt = TRIT_DTYPE_F16;
+    b.seed = 2;
+    double err_a = INFINITY, err_b = INFINITY;
+    std::thread ta([&] { err_a = run_f16_attention(v.dev, a); });
+    std::thread tb([&] { err_b = run_f16_attention(v.dev, b); });
+    ta.join();
+    tb.join();
+    EXPECT_LT(err_a, 2e-3) << a.describe();
+    EXPECT_LT(err_b, 2e-3) << b.describe();
+    const std::string warn = v.log.first("cooperative-matrix attention turned off");
+    EXPECT_EQ(1, v.log.count("cooperative-matrix attention turned off")) << warn;
+    EXPECT_NE(std::string::npos, warn.find("attention_coop_emu_f32acc")) << warn;
+    EXPECT_NE(std::string::npos, warn.find("VK_PIPELINE_COMPILE_REQUIRED")) << warn;
+    EXPECT_EQ(0, v.log.count("uses attention_coop")) << v.log.first("uses attention_coop");
+    EXPECT_EQ(1, v.log.count("attention d=128 prefill uses attention_f16"))
+        << v.log.first("attention d=128");
+    EXPECT_EQ(1, v.log.count("attention d=64 prefill uses attention_f16"))
+        << v.log.first("attention d=64");
+    // Off for good: a later call (another head dim) goes straight to attention.comp.
+    AttCase c;
+    c.D = 80;
+    c.seed = 3;
+    EXPECT_LT(run_f16_attention(v.dev, c), 2e-3) << c.describe();
+    EXPECT_EQ(1, v.log.count("cooperative-matrix attention turned off"));
+    EXPECT_EQ(1, v.log.count("attention d=80 prefill uses attention_f16"))
+        << v.log.first("attention d=80");
+    v.destroy();
+    EXPECT_EQ(0, v.log.count("vulkan validation")) << v.log.first("vulkan validation");
 }
 
 // attention.comp's variants without 16-bit storage (f16 through packed words and atomic stores)

@@ -27,12 +27,11 @@
 #include "vk.h"
 
 enum {
-    ATT_WG = 128,            /* invocations per workgroup of attention.comp */
-    ATT_COMBINE_WG = 64,     /* ... of attention_combine.comp */
-    ATT_ITEM_WORDS = 12,     /* must match attention.comp */
-    ATT_GROUP_WORDS = 8,     /* must match attention_combine.comp */
-    ATT_TARGET_GROUPS = 256, /* workgroups automatic split-KV aims for */
-    ATT_COOP_SUBGROUPS = 4   /* subgroups per workgroup of attention_coop.comp */
+    ATT_WG = 128,           /* invocations per workgroup of attention.comp */
+    ATT_COMBINE_WG = 64,    /* ... of attention_combine.comp */
+    ATT_ITEM_WORDS = 12,    /* must match attention.comp */
+    ATT_GROUP_WORDS = 8,    /* must match attention_combine.comp */
+    ATT_TARGET_GROUPS = 256 /* workgroups automatic split-KV aims for */
 };
 #define ATT_NO_PARTIAL 0xFFFFFFFFu
 
@@ -73,29 +72,13 @@ static int att_tiles(const vk_device *dev, int d, uint32_t *out_tk, uint32_t *ou
     return 0;
 }
 
-/* attention_coop.comp's tiles (rows a multiple of 16, keys a multiple of 16) from the shared-memory
- * limit: q and K/V tiles as f16 with rows padded by 8, the score tile, the f16 weights, the f32
- * output block, one P·V fragment per subgroup and per-row state. Larger row blocks first (each
- * K/V tile serves more rows), then longer key tiles. Returns 0 when none fits. */
+/* attention_coop.comp's tiles (vk_coop_tiles in coop_matrix.h, a pure function the tests also
+ * feed made-up devices). */
 static int att_coop_tiles(const vk_device *dev, int d, uint32_t *out_tk, uint32_t *out_rows)
 {
-    static const uint32_t cand[][2] = {{32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}};
-    const uint64_t acc = dev->coop.acc16 ? 2 : 4, qs = (uint64_t)d + 8, cn = dev->coop.n;
-    const uint32_t wg = ATT_COOP_SUBGROUPS * dev->coop.subgroup_size;
-    if (d % 16 != 0 || wg > dev->max_wg_invocations || wg > dev->max_wg_size[0])
-        return 0;
-    for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
-        const uint64_t rows = cand[i][0], tk = cand[i][1];
-        const uint64_t bytes = 2 * rows * qs + 2 * tk * qs + acc * rows * tk + 2 * rows * (tk + 8) +
-                               4 * rows * (uint64_t)d + acc * ATT_COOP_SUBGROUPS * 16 * cn +
-                               4 * 3 * rows + 8 * tk;
-        if (bytes <= dev->max_shared) {
-            *out_tk = (uint32_t)tk;
-            *out_rows = (uint32_t)rows;
-            return 1;
-        }
-    }
-    return 0;
+    const uint32_t max_wg = dev->max_wg_invocations < dev->max_wg_size[0] ? dev->max_wg_invocations
+                                                                          : dev->max_wg_size[0];
+    return vk_coop_tiles(&dev->coop, dev->max_shared, max_wg, (uint32_t)d, out_tk, out_rows);
 }
 
 /* Logs the first use of each (path, prefill/decode, head dim). */
@@ -238,6 +221,71 @@ static uint32_t u32(int64_t v)
     return (uint32_t)v;
 }
 
+/* Whether every row of view t (element 0 at index `first` of binding b; strides 0 .. n-1, the
+ * last dim contiguous) starts at a multiple of `elems` elements and the binding at a multiple of
+ * 16 bytes: then the shaders may read rows `elems` elements at a time (16-byte or 8-byte loads). */
+static int rows_aligned(const trit_plugin_tensor *t, uint32_t first, const vk_binding *b, int n,
+                        uint32_t elems)
+{
+    if (first % elems != 0 || b->offset % 16 != 0)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (u32(t->strides[i]) % elems != 0)
+            return 0;
+    return 1;
+}
+
+/* attention_coop.comp's pipeline for these tiles. A driver may refuse to build it (the path has
+ * not run on every driver that offers the extension): then the path is turned off for the device
+ * for good, once (dev->coop_failed, atomic: concurrent calls may each see a failure, one logs
+ * it), with a warning naming the reason, and *out_pipe is left NULL so the call, and every later
+ * one, runs attention.comp. Returns an error only for what attention.comp could not survive
+ * either (out of memory, device lost). The emulated kernel counts as the real one only with
+ * vulkan.coop_matrix=emulate-reject (testing: the driver is asked to refuse it, see plugin.c). */
+static trit_status coop_pipeline(vk_device *dev, uint32_t d, uint32_t tile, uint32_t rows,
+                                 int out16, uint32_t q_vec8, uint32_t kv_vec8,
+                                 const vk_pipeline **out_pipe)
+{
+    const int acc16 = dev->coop.acc16;
+    vk_pipeline_desc pd;
+    memset(&pd, 0, sizeof(pd));
+    pd.shader = dev->coop.emulated
+                    ? (acc16 ? "attention_coop_emu_f16acc" : "attention_coop_emu_f32acc")
+                    : (acc16 ? "attention_coop_f16acc" : "attention_coop_f32acc");
+    pd.spec[0] = d;
+    pd.spec[1] = tile;
+    pd.spec[2] = rows;
+    pd.spec[3] = (uint32_t)out16;
+    pd.spec[4] = dev->coop.n;
+    pd.spec[5] = dev->coop.subgroup_size;
+    pd.spec[6] = VK_COOP_SUBGROUPS * dev->coop.subgroup_size;
+    pd.spec[7] = q_vec8;
+    pd.spec[8] = kv_vec8;
+    /* Fragments are per subgroup at the size the device runs them: pin it, all full. */
+    pd.subgroup_size = dev->coop.subgroup_size;
+    pd.n_spec = 9;
+    pd.n_bindings = 6;
+    pd.push_bytes = sizeof(att_push);
+    pd.refuse_build = dev->coop_reject;
+    char why[256];
+    why[0] = '\0';
+    const trit_status st = vk_pipeline_get_why(dev, &pd, out_pipe, why, sizeof(why));
+    if (st == TRIT_OK)
+        return TRIT_OK;
+    *out_pipe = NULL;
+    if (dev->coop.emulated && !dev->coop_reject)
+        return st; /* the test mode's own kernel: a bug to report, not a driver to survive */
+    if (st == TRIT_ERROR_OUT_OF_MEMORY || st == TRIT_ERROR_DEVICE_LOST)
+        return st;
+    if (!__atomic_exchange_n(&dev->coop_failed, 1, __ATOMIC_ACQ_REL))
+        vk_log(dev, TRIT_LOG_WARNING,
+               "vulkan: device %u: cooperative-matrix attention turned off for this device: "
+               "pipeline %s (d=%u, %u rows x %u keys) could not be built (%s); attention.comp "
+               "runs instead",
+               dev->index, pd.shader, d, rows, tile, why[0] ? why : "no reason given");
+    return TRIT_OK;
+}
+
 trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
 {
     vk_device *dev = vk_stream_device(s);
@@ -249,9 +297,31 @@ trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
     int prefill = 0;
     for (uint32_t i = 0; i < a->n_seqs; i++)
         prefill |= a->q_lens[i] > 1;
-    const int coop = dev->coop.m != 0 && prefill && a->q.dtype == TRIT_DTYPE_F16 &&
-                     a->cache.k.dtype == TRIT_DTYPE_F16 && a->cache.v.dtype == TRIT_DTYPE_F16 &&
-                     att_coop_tiles(dev, a->head_dim, &plan.tile, &plan.rows_max);
+    trit_status st;
+    vk_binding b[6];
+    uint32_t q_first, o_first, k_first, v_first;
+    if ((st = vk_tensor_binding(dev, &a->q, &b[0], &q_first)) != TRIT_OK ||
+        (st = vk_tensor_binding(dev, &a->cache.k, &b[1], &k_first)) != TRIT_OK ||
+        (st = vk_tensor_binding(dev, &a->cache.v, &b[2], &v_first)) != TRIT_OK ||
+        (st = vk_tensor_binding(dev, &a->out, &b[3], &o_first)) != TRIT_OK)
+        return st;
+    /* K/V rows 4-element aligned and bindings 16-byte aligned: vector loads (attention.comp).
+     * attention_coop.comp loads 16 bytes (8 halves) where q, or K and V, rows allow. */
+    const uint32_t kv_vec = rows_aligned(&a->cache.k, k_first, &b[1], 3, 4) &&
+                            rows_aligned(&a->cache.v, v_first, &b[2], 3, 4) && plan.d % 4 == 0;
+    const uint32_t q_vec8 = rows_aligned(&a->q, q_first, &b[0], 2, 8);
+    const uint32_t kv_vec8 = rows_aligned(&a->cache.k, k_first, &b[1], 3, 8) &&
+                             rows_aligned(&a->cache.v, v_first, &b[2], 3, 8);
+
+    const vk_pipeline *coop_pipe = NULL;
+    if (dev->coop.m != 0 && !__atomic_load_n(&dev->coop_failed, __ATOMIC_ACQUIRE) && prefill &&
+        a->q.dtype == TRIT_DTYPE_F16 && a->cache.k.dtype == TRIT_DTYPE_F16 &&
+        a->cache.v.dtype == TRIT_DTYPE_F16 &&
+        att_coop_tiles(dev, a->head_dim, &plan.tile, &plan.rows_max) &&
+        (st = coop_pipeline(dev, plan.d, plan.tile, plan.rows_max, a->out.dtype == TRIT_DTYPE_F16,
+                            q_vec8, kv_vec8, &coop_pipe)) != TRIT_OK)
+        return st;
+    const int coop = coop_pipe != NULL;
     if (!coop && !att_tiles(dev, a->head_dim, &plan.tile, &plan.rows_max)) {
         vk_set_error(dev, "attention: shared memory (%u bytes) too small for head dim %d",
                      dev->max_shared, (int)a->head_dim);
@@ -312,14 +382,7 @@ trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
         at += heads_w;
     }
 
-    trit_status st;
-    vk_binding b[6];
-    uint32_t q_first, o_first, k_first, v_first;
-    if ((st = vk_tensor_binding(dev, &a->q, &b[0], &q_first)) != TRIT_OK ||
-        (st = vk_tensor_binding(dev, &a->cache.k, &b[1], &k_first)) != TRIT_OK ||
-        (st = vk_tensor_binding(dev, &a->cache.v, &b[2], &v_first)) != TRIT_OK ||
-        (st = vk_tensor_binding(dev, &a->out, &b[3], &o_first)) != TRIT_OK ||
-        (st = vk_stream_upload_scratch(s, meta, total_w * 4, &b[4])) != TRIT_OK) {
+    if ((st = vk_stream_upload_scratch(s, meta, total_w * 4, &b[4])) != TRIT_OK) {
         free(meta);
         return st;
     }
@@ -351,28 +414,10 @@ trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
     pc.softcap = a->softcap;
 
     const int f16 = dev->f.fp16, sg = dev->f.subgroups;
-    /* K/V rows 4-element aligned and bindings 16-byte aligned: vector loads (attention.comp). */
-    const uint32_t kv_vec = k_first % 4 == 0 && v_first % 4 == 0 && pc.k_s0 % 4 == 0 &&
-                            pc.k_s1 % 4 == 0 && pc.k_s2 % 4 == 0 && pc.v_s0 % 4 == 0 &&
-                            pc.v_s1 % 4 == 0 && pc.v_s2 % 4 == 0 && b[1].offset % 16 == 0 &&
-                            b[2].offset % 16 == 0 && plan.d % 4 == 0;
     vk_pipeline_desc pd;
     memset(&pd, 0, sizeof(pd));
-    if (coop) {
-        const int acc16 = dev->coop.acc16;
-        pd.shader = dev->coop.emulated
-                        ? (acc16 ? "attention_coop_emu_f16acc" : "attention_coop_emu_f32acc")
-                        : (acc16 ? "attention_coop_f16acc" : "attention_coop_f32acc");
-        pd.spec[0] = plan.d;
-        pd.spec[1] = plan.tile;
-        pd.spec[2] = plan.rows_max;
-        pd.spec[3] = a->out.dtype == TRIT_DTYPE_F16;
-        pd.spec[4] = dev->coop.n;
-        pd.spec[5] = dev->coop.subgroup_size;
-        pd.spec[6] = ATT_COOP_SUBGROUPS * dev->coop.subgroup_size;
-        /* Fragments are per subgroup at the size the device runs them: pin it, all full. */
-        pd.subgroup_size = dev->coop.subgroup_size;
-    } else {
+    const vk_pipeline *pipe = coop_pipe;
+    if (!coop) {
         pd.shader =
             f16 ? (sg ? "attention_f16_sg" : "attention_f16") : (sg ? "attention_sg" : "attention");
         pd.spec[0] = plan.d;
@@ -385,14 +430,13 @@ trit_status vk_attention(vk_stream *s, const trit_plugin_attention_args *args)
         pd.spec[7] = kv_vec;
         /* The subgroup softmax splits rows over whole subgroups: pin the size so all are full. */
         pd.subgroup_size = sg ? dev->subgroup_size : 0;
+        pd.n_spec = 8;
+        pd.n_bindings = 6;
+        pd.push_bytes = sizeof(att_push);
+        if ((st = vk_pipeline_get(dev, &pd, &pipe)) != TRIT_OK)
+            return st;
     }
-    pd.n_spec = coop ? 7 : 8;
-    pd.n_bindings = 6;
-    pd.push_bytes = sizeof(att_push);
-    const vk_pipeline *pipe;
-    if ((st = vk_pipeline_get(dev, &pd, &pipe)) != TRIT_OK)
-        return st;
-    log_path(dev, pd.shader, coop, prefill, a->head_dim, plan.rows_max, plan.tile);
+    log_path(dev, pipe->desc.shader, coop, prefill, a->head_dim, plan.rows_max, plan.tile);
     uint32_t gx, gy;
     grid(dev, plan.n_items, &gx, &gy);
     if ((st = vk_dispatch(s, pipe, b, &pc, gx, gy, 1)) != TRIT_OK || plan.n_groups == 0)

@@ -13,12 +13,17 @@
 // pinned by the host, the size the device runs cooperative matrices at). Per item: the query rows
 // are staged once as f16 (row stride QS = D + 8 halves, so every row starts 16-byte aligned and
 // consecutive rows start in different banks); the output block O (RMAX x D, f32) lives in shared
-// memory. Per tile of TK keys: the K rows are staged as f16; each subgroup computes 16 x CN score
-// tiles (D/16 multiply-adds of 16x16 Q by 16xCN Kᵀ fragments, Kᵀ read column-major from the K
-// rows) and stores them to s_sh; one subgroup per row applies scale, masks, softcap and ALiBi and
-// the online-softmax step in f32, writing the weights P as f16; the V rows replace the K rows;
+// memory. Per tile of TK keys: the K rows are staged as f16 (16-byte global loads where the
+// views' rows are 8-half aligned, as attention.comp's KV_VEC; Q likewise); each subgroup
+// computes 16 x CN score tiles (D/16 multiply-adds of 16x16 Q by 16xCN Kᵀ fragments, Kᵀ read
+// column-major from the K rows) and stores them to s_sh (row stride PS = TK + 8 elements, as
+// p_sh: with a stride of TK the 16 rows of one fragment store would start in the same bank; + 8
+// keeps every fragment offset and stride a multiple of 16 bytes, as coopMatStoreNV wants, for
+// f32 and f16 accumulators alike); one subgroup per row applies scale, masks, softcap and ALiBi
+// and the online-softmax step in f32, writing the weights P as f16; the V rows replace the K rows;
 // each subgroup then owns 16 x CN tiles of O: it multiplies P (16 x TK) by V (TK x CN) into a
-// fresh accumulator, stores it to its slice of t_sh and adds it into O with the row's rescale
+// fresh accumulator, stores it to its slice of s_sh (dead between the softmax and the next
+// tile's scores, so the P·V fragments reuse it) and adds it into O with the row's rescale
 // factor (a fragment's element-to-invocation map is opaque, so per-row scaling goes through
 // shared memory). Masked keys and keys past the tile's end get weight 0 and zeroed V rows, and
 // query rows past the item's rows are zero, so every fragment is a full 16 x 16 / 16 x CN block.
@@ -57,6 +62,10 @@ layout(constant_id = 3) const bool O16 = false;
 layout(constant_id = 4) const uint CN = 16; // N of the fragment shape 16 x CN x 16: 16 or 8
 layout(constant_id = 5) const uint SG = 32; // the pinned subgroup size
 layout(local_size_x_id = 6) in;             // 4 * SG invocations
+// Rows of q (Q_VEC), and of K and V (KV_VEC), start at multiples of 8 halves in bindings that
+// start 16-byte aligned: staging then reads 16 bytes at a time, else one half at a time.
+layout(constant_id = 7) const bool Q_VEC = false;
+layout(constant_id = 8) const bool KV_VEC = false;
 
 #ifdef ACC32
 #define ACC_T float
@@ -71,7 +80,8 @@ const uint NSG = WG / SG;
 const uint FM = 16u; // fragment rows (M)
 const uint FK = 16u; // fragment depth (K)
 const uint QS = D + 8u;
-const uint PS = TK + 8u;
+const uint D8 = D / 8u; // 16-byte groups of a row
+const uint PS = TK + 8u; // row stride of p_sh and s_sh (see the header)
 const uint CPL = (TK + SG - 1u) / SG; // scores of one row per invocation in the softmax
 const uint ITEM_WORDS = 12u;
 const uint NO_PARTIAL = 0xFFFFFFFFu;
@@ -80,6 +90,9 @@ const uint NO_PARTIAL = 0xFFFFFFFFu;
 layout(std430, set = 0, binding = 0) readonly buffer QHalves { float16_t q_f[]; };
 layout(std430, set = 0, binding = 1) readonly buffer KHalves { float16_t k_f[]; };
 layout(std430, set = 0, binding = 2) readonly buffer VHalves { float16_t v_f[]; };
+layout(std430, set = 0, binding = 0) readonly buffer QOcts { uvec4 q_w8[]; };
+layout(std430, set = 0, binding = 1) readonly buffer KOcts { uvec4 k_w8[]; };
+layout(std430, set = 0, binding = 2) readonly buffer VOcts { uvec4 v_w8[]; };
 TENSOR_RW(3, o)
 layout(std430, set = 0, binding = 4) readonly buffer Meta { uint meta[]; };
 layout(std430, set = 0, binding = 5) writeonly buffer Partials { float partials[]; };
@@ -99,12 +112,41 @@ layout(push_constant) uniform Push {
 
 shared float16_t q_sh[RMAX * QS];  // the item's query rows (zero past its rows)
 shared float16_t kv_sh[TK * QS];   // the K tile, then the V tile (zero past the tile's keys)
-shared ACC_T s_sh[RMAX * TK];      // raw scores Q·Kᵀ of the tile
+// Raw scores Q·Kᵀ of the tile (row stride PS); during P·V, one fragment per subgroup (at
+// sg * FM * CN, row stride CN): at least NSG * FM * CN elements.
+const uint SN = RMAX * PS > NSG * FM * CN ? RMAX * PS : NSG * FM * CN;
+shared ACC_T s_sh[SN];
 shared float16_t p_sh[RMAX * PS];  // softmax weights of the tile
 shared float o_sh[RMAX * D];       // the output accumulators
-shared ACC_T t_sh[NSG * FM * CN];  // one P·V fragment per subgroup
 shared float m_sh[RMAX], l_sh[RMAX], a_sh[RMAX];
 shared uint krow_sh[TK], vrow_sh[TK];
+
+// Stores the 8 halves of w (lowest address first) at sh[o .. o + 7].
+#define STORE8(sh, o, w)                                                                            \
+    {                                                                                               \
+        const uint o_ = (o);                                                                        \
+        [[unroll]] for (uint k_ = 0u; k_ < 4u; k_++) {                                              \
+            const f16vec2 h_ = unpackFloat2x16((w)[k_]);                                            \
+            sh[o_ + 2u * k_] = h_.x;                                                                \
+            sh[o_ + 2u * k_ + 1u] = h_.y;                                                           \
+        }                                                                                           \
+    }
+
+// Stages the tile's K or V rows (`name` k or v, row offsets in rows_sh) into kv_sh, zero past
+// the n keys of the tile.
+#define STAGE_KV(name, rows_sh)                                                                     \
+    if (KV_VEC) {                                                                                   \
+        for (uint e = tid; e < TK * D8; e += WG) {                                                  \
+            const uint c = e / D8, i = (e - c * D8) * 8u;                                           \
+            const uvec4 w = c < n ? name##_w8[(rows_sh[c] + i) >> 3u] : uvec4(0u);                  \
+            STORE8(kv_sh, c * QS + i, w);                                                           \
+        }                                                                                           \
+    } else {                                                                                        \
+        for (uint e = tid; e < TK * D; e += WG) {                                                   \
+            const uint c = e / D, i = e - c * D;                                                    \
+            kv_sh[c * QS + i] = c < n ? name##_f[rows_sh[c] + i] : float16_t(0.0);                  \
+        }                                                                                           \
+    }
 
 uint cache_row(uint seq, uint j, uint g, uint off, uint s0, uint s1, uint s2)
 {
@@ -132,10 +174,10 @@ void tile_scores(uint rt, uint ct)
         coopMatLoadNV(b, kv_sh, ct * CN * QS + kk, QS, true); // Kᵀ: column c is key row c
         acc = coopMatMulAddNV(a, b, acc);
     }
-    coopMatStoreNV(acc, s_sh, rt * FM * TK + ct * CN, TK, false);
+    coopMatStoreNV(acc, s_sh, rt * FM * PS + ct * CN, PS, false);
 }
 
-// P·V fragment (rt, dt): rows rt*16.., dims dt*CN.., into t_sh[dst..] (row stride CN).
+// P·V fragment (rt, dt): rows rt*16.., dims dt*CN.., into s_sh[dst..] (row stride CN).
 void tile_pv(uint rt, uint dt, uint dst)
 {
     FRAG_C acc = FRAG_C(0.0);
@@ -146,7 +188,7 @@ void tile_pv(uint rt, uint dt, uint dst)
         coopMatLoadNV(b, kv_sh, kk * QS + dt * CN, QS, false);
         acc = coopMatMulAddNV(a, b, acc);
     }
-    coopMatStoreNV(acc, t_sh, dst, CN, false);
+    coopMatStoreNV(acc, s_sh, dst, CN, false);
 }
 #else
 // The same products as scalar loops, split over the subgroup's invocations.
@@ -162,7 +204,7 @@ void tile_scores(uint rt, uint ct)
                 part += float(q_sh[qa + kk + i]) * float(kv_sh[ka + kk + i]);
             acc = float(ACC_T(acc + part));
         }
-        s_sh[(rt * FM + r) * TK + ct * CN + c] = ACC_T(acc);
+        s_sh[(rt * FM + r) * PS + ct * CN + c] = ACC_T(acc);
     }
 }
 
@@ -178,7 +220,7 @@ void tile_pv(uint rt, uint dt, uint dst)
                 part += float(p_sh[pa + kk + i]) * float(kv_sh[(kk + i) * QS + va]);
             acc = float(ACC_T(acc + part));
         }
-        t_sh[dst + e] = ACC_T(acc);
+        s_sh[dst + e] = ACC_T(acc);
     }
 }
 #endif
@@ -200,16 +242,29 @@ void main()
     const uint partial = meta[ib + 10u];
     const uint rows = nh * nt;
 
-    for (uint e = tid; e < RMAX * D; e += WG) {
-        const uint r = e / D, i = e - r * D;
-        float16_t x = float16_t(0.0);
-        if (r < rows) {
-            const uint t = r / nh, h = head0 + (r - t * nh);
-            x = q_f[pc.q_off + (tok0 + t) * pc.q_s0 + h * pc.q_s1 + i];
+    if (Q_VEC) {
+        for (uint e = tid; e < RMAX * D8; e += WG) {
+            const uint r = e / D8, i = (e - r * D8) * 8u;
+            uvec4 w = uvec4(0u);
+            if (r < rows) {
+                const uint t = r / nh, h = head0 + (r - t * nh);
+                w = q_w8[(pc.q_off + (tok0 + t) * pc.q_s0 + h * pc.q_s1 + i) >> 3u];
+            }
+            STORE8(q_sh, r * QS + i, w);
         }
-        q_sh[r * QS + i] = x;
-        o_sh[e] = 0.0;
+    } else {
+        for (uint e = tid; e < RMAX * D; e += WG) {
+            const uint r = e / D, i = e - r * D;
+            float16_t x = float16_t(0.0);
+            if (r < rows) {
+                const uint t = r / nh, h = head0 + (r - t * nh);
+                x = q_f[pc.q_off + (tok0 + t) * pc.q_s0 + h * pc.q_s1 + i];
+            }
+            q_sh[r * QS + i] = x;
+        }
     }
+    for (uint e = tid; e < RMAX * D; e += WG)
+        o_sh[e] = 0.0;
     for (uint e = tid; e < RMAX * PS; e += WG)
         p_sh[e] = float16_t(0.0);
     // (WG may be smaller than RMAX or TK: 32 invocations where subgroups are 8 wide.)
@@ -227,10 +282,7 @@ void main()
             vrow_sh[c] = cache_row(seq, uint(j0) + c, g, pc.v_off, pc.v_s0, pc.v_s1, pc.v_s2);
         }
         barrier();
-        for (uint e = tid; e < TK * D; e += WG) {
-            const uint c = e / D, i = e - c * D;
-            kv_sh[c * QS + i] = c < n ? k_f[krow_sh[c] + i] : float16_t(0.0);
-        }
+        STAGE_KV(k, krow_sh)
         barrier();
 
         for (uint t = sg; t < (RMAX / FM) * (TK / CN); t += NSG)
@@ -253,7 +305,7 @@ void main()
                 const int j = j0 + int(c);
                 float s = NEG_INF;
                 if (c < n && j >= lo && j < hi) {
-                    s = float(s_sh[r * TK + c]) * pc.scale;
+                    s = float(s_sh[r * PS + c]) * pc.scale;
                     if (pc.softcap > 0.0)
                         s = pc.softcap * tanh(s / pc.softcap);
                     s += slope * float(j - p);
@@ -285,10 +337,7 @@ void main()
             }
         }
         // The V tile replaces the K tile (the scores are done).
-        for (uint e = tid; e < TK * D; e += WG) {
-            const uint c = e / D, i = e - c * D;
-            kv_sh[c * QS + i] = c < n ? v_f[vrow_sh[c] + i] : float16_t(0.0);
-        }
+        STAGE_KV(v, vrow_sh)
         barrier();
 
         const uint mine = sg * FM * CN;
@@ -299,7 +348,7 @@ void main()
             subgroupBarrier();
             for (uint e = lane; e < FM * CN; e += SG) {
                 const uint r = rt * FM + e / CN, i = dt * CN + (e % CN);
-                o_sh[r * D + i] = o_sh[r * D + i] * a_sh[r] + float(t_sh[mine + e]);
+                o_sh[r * D + i] = o_sh[r * D + i] * a_sh[r] + float(s_sh[mine + e]);
             }
             subgroupMemoryBarrierShared();
             subgroupBarrier();

@@ -110,4 +110,43 @@ static inline const char *vk_coop_decide(const vk_coop_device *d, vk_coop_config
     return NULL;
 }
 
+/* Subgroups per workgroup of attention_coop.comp (NSG there). */
+#define VK_COOP_SUBGROUPS 4u
+
+/* Shared memory attention_coop.comp declares for head dim d, `rows` query rows and `tk` keys per
+ * tile: q and K/V tiles as f16 with rows padded by 8, the score tile (row stride tk + 8, in the
+ * accumulator type; also the P·V fragments, one per subgroup, so at least that big), the f16
+ * weights (row stride tk + 8), the f32 output block, per-row state (m, l, alpha) and the tile's
+ * K/V row offsets. Must match the shader's declarations. */
+static inline uint64_t vk_coop_shared_bytes(const vk_coop_config *c, uint32_t d, uint32_t rows,
+                                            uint32_t tk)
+{
+    const uint64_t acc = c->acc16 ? 2 : 4, qs = (uint64_t)d + 8, ps = (uint64_t)tk + 8;
+    const uint64_t scores = (uint64_t)rows * ps, frags = VK_COOP_SUBGROUPS * 16 * (uint64_t)c->n;
+    return 2 * rows * qs + 2 * tk * qs + acc * (scores > frags ? scores : frags) + 2 * rows * ps +
+           4 * (uint64_t)rows * d + 4 * 3 * (uint64_t)rows + 8 * (uint64_t)tk;
+}
+
+/* attention_coop.comp's tiles for head dim d (query rows and keys per tile, both multiples of 16)
+ * within `max_shared` bytes: larger row blocks first (each K/V tile then serves more rows), then
+ * longer key tiles. Returns 1 and fills *out_tk, *out_rows, or 0 when none fits, d is not a
+ * multiple of 16 or the workgroup (VK_COOP_SUBGROUPS subgroups) exceeds `max_wg`. With f32
+ * accumulators and 16x8 fragments at 48 KiB (NVIDIA): 32 x 64 for d = 64, 80, 96; 32 x 32 for
+ * 128; 16 x 32 for 256. At 32 KiB (lavapipe) none of those fit with f32 accumulators (see
+ * vulkan/README.md); with f16 ones d = 64 gets 32 x 64. */
+static inline int vk_coop_tiles(const vk_coop_config *c, uint32_t max_shared, uint32_t max_wg,
+                                uint32_t d, uint32_t *out_tk, uint32_t *out_rows)
+{
+    static const uint32_t cand[][2] = {{32, 64}, {32, 32}, {16, 64}, {16, 32}, {16, 16}};
+    if (c->m == 0 || d % 16 != 0 || VK_COOP_SUBGROUPS * c->subgroup_size > max_wg)
+        return 0;
+    for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++)
+        if (vk_coop_shared_bytes(c, d, cand[i][0], cand[i][1]) <= max_shared) {
+            *out_rows = cand[i][0];
+            *out_tk = cand[i][1];
+            return 1;
+        }
+    return 0;
+}
+
 #endif /* TRIT_VULKAN_COOP_MATRIX_H */

@@ -248,16 +248,27 @@ static int same_desc(const vk_pipeline_desc *a, const vk_pipeline_desc *b)
 {
     return strcmp(a->shader, b->shader) == 0 && a->n_spec == b->n_spec &&
            a->n_bindings == b->n_bindings && a->push_bytes == b->push_bytes &&
-           a->subgroup_size == b->subgroup_size &&
+           a->subgroup_size == b->subgroup_size && a->refuse_build == b->refuse_build &&
            memcmp(a->spec, b->spec, a->n_spec * sizeof(uint32_t)) == 0;
 }
 
-static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeline *p)
+/* vk_check that also keeps the sentence in why[size] (when why is not NULL). */
+static trit_status check_why(vk_device *dev, VkResult r, const char *what, char *why, size_t size)
+{
+    if (r != VK_SUCCESS && why)
+        snprintf(why, size, "%s: %s", what, vk_result_name(r));
+    return vk_check(dev, r, what);
+}
+
+static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeline *p, char *why,
+                         size_t why_size)
 {
     const vk_fns *fn = dev->fn;
     size_t bytes;
     const uint32_t *code = vk_shader_spirv(desc->shader, &bytes);
     if (!code) {
+        if (why)
+            snprintf(why, why_size, "no embedded shader named \"%s\"", desc->shader);
         vk_set_error(dev, "no embedded shader named \"%s\"", desc->shader);
         return TRIT_ERROR_INTERNAL;
     }
@@ -275,8 +286,8 @@ static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeli
     dl.bindingCount = desc->n_bindings;
     dl.pBindings = lb;
     trit_status st =
-        vk_check(dev, fn->CreateDescriptorSetLayout(dev->dev, &dl, NULL, &p->set_layout),
-                 "vkCreateDescriptorSetLayout");
+        check_why(dev, fn->CreateDescriptorSetLayout(dev->dev, &dl, NULL, &p->set_layout),
+                  "vkCreateDescriptorSetLayout", why, why_size);
     if (st != TRIT_OK)
         return st;
     VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, desc->push_bytes};
@@ -287,8 +298,8 @@ static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeli
     pl.pSetLayouts = &p->set_layout;
     pl.pushConstantRangeCount = desc->push_bytes ? 1 : 0;
     pl.pPushConstantRanges = &pr;
-    st = vk_check(dev, fn->CreatePipelineLayout(dev->dev, &pl, NULL, &p->layout),
-                  "vkCreatePipelineLayout");
+    st = check_why(dev, fn->CreatePipelineLayout(dev->dev, &pl, NULL, &p->layout),
+                   "vkCreatePipelineLayout", why, why_size);
     if (st != TRIT_OK)
         return st;
     VkShaderModuleCreateInfo mi;
@@ -297,8 +308,8 @@ static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeli
     mi.codeSize = bytes;
     mi.pCode = code;
     VkShaderModule module;
-    st =
-        vk_check(dev, fn->CreateShaderModule(dev->dev, &mi, NULL, &module), "vkCreateShaderModule");
+    st = check_why(dev, fn->CreateShaderModule(dev->dev, &mi, NULL, &module),
+                   "vkCreateShaderModule", why, why_size);
     if (st != TRIT_OK)
         return st;
     VkSpecializationMapEntry me[VK_MAX_SPEC];
@@ -324,11 +335,16 @@ static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeli
         ci.stage.pNext = &rs;
         ci.stage.flags = VK_PIPELINE_SHADER_STAGE_CREATE_REQUIRE_FULL_SUBGROUPS_BIT;
     }
+    if (desc->refuse_build)
+        ci.flags |= VK_PIPELINE_CREATE_FAIL_ON_PIPELINE_COMPILE_REQUIRED_BIT;
     ci.layout = p->layout;
     char what[160];
     snprintf(what, sizeof(what), "building pipeline %s", desc->shader);
-    st = vk_check(dev, fn->CreateComputePipelines(dev->dev, dev->cache, 1, &ci, NULL, &p->pipeline),
-                  what);
+    /* VK_PIPELINE_COMPILE_REQUIRED (refuse_build) is a success code without a pipeline: an
+     * error here like any other. */
+    st =
+        check_why(dev, fn->CreateComputePipelines(dev->dev, dev->cache, 1, &ci, NULL, &p->pipeline),
+                  what, why, why_size);
     fn->DestroyShaderModule(dev->dev, module, NULL);
     return st;
 }
@@ -336,8 +352,16 @@ static trit_status build(vk_device *dev, const vk_pipeline_desc *desc, vk_pipeli
 trit_status vk_pipeline_get(vk_device *dev, const vk_pipeline_desc *desc,
                             const vk_pipeline **out_pipeline)
 {
+    return vk_pipeline_get_why(dev, desc, out_pipeline, NULL, 0);
+}
+
+trit_status vk_pipeline_get_why(vk_device *dev, const vk_pipeline_desc *desc,
+                                const vk_pipeline **out_pipeline, char *why, size_t why_size)
+{
     if (desc->n_spec > VK_MAX_SPEC || desc->n_bindings > VK_MAX_BINDINGS ||
         desc->push_bytes > VK_MAX_PUSH || desc->push_bytes % 4) {
+        if (why)
+            snprintf(why, why_size, "pipeline %s: bad description", desc->shader);
         vk_set_error(dev, "pipeline %s: bad description", desc->shader);
         return TRIT_ERROR_INTERNAL;
     }
@@ -358,7 +382,7 @@ trit_status vk_pipeline_get(vk_device *dev, const vk_pipeline_desc *desc,
     }
     p->desc = *desc;
     p->desc.shader = name;
-    trit_status st = build(dev, desc, p);
+    trit_status st = build(dev, desc, p, why, why_size);
     if (st != TRIT_OK) {
         if (p->pipeline)
             dev->fn->DestroyPipeline(dev->dev, p->pipeline, NULL);

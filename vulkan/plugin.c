@@ -11,10 +11,14 @@
  *                          layer is not installed.
  *   fp16, int8, subgroups, int_dot, coop_matrix, fp64 = off   force a device feature off (its
  *                          shaders fall back to the variants that do without)
- *   coop_matrix=emulate[-16x8|-16x16][-f16acc]   testing: run attention_coop.comp's tiling and
- *                          softmax on a device without cooperative matrices, its fragment
- *                          products as scalar loops, as if the device offered that one shape
- *                          (default 16x16, f32 accumulators)
+ *   coop_matrix=emulate[-16x8|-16x16][-f16acc][-reject]   testing: run attention_coop.comp's
+ *                          tiling and softmax on a device without cooperative matrices, its
+ *                          fragment products as scalar loops, as if the device offered that one
+ *                          shape (default 16x16, f32 accumulators). -reject: the driver is asked
+ *                          to refuse that pipeline (VK_PIPELINE_CREATE_FAIL_ON_PIPELINE_COMPILE_
+ *                          REQUIRED_BIT; needs Vulkan 1.3's pipelineCreationCacheControl), and
+ *                          the refusal is handled as for the real kernel: a warning, the path off
+ *                          for the device, attention.comp instead
  *   max_buffer_range=<bytes>  lower maxStorageBufferRange (>= 65536), to test splitting
  *   cache_dir=<dir>        where the pipeline cache is kept (default $XDG_CACHE_HOME/trit, else
  *                          $HOME/.cache/trit); "off" disables it
@@ -506,10 +510,11 @@ typedef struct feature_chain {
     VkPhysicalDeviceShaderIntegerDotProductFeatures dot;
     VkPhysicalDeviceVulkanMemoryModelFeatures mm;
     VkPhysicalDeviceCooperativeMatrixFeaturesNV coop;
+    VkPhysicalDevicePipelineCreationCacheControlFeatures pcc;
 } feature_chain;
 
-/* Links the structs the device knows (sgc/dot/coop only when present). */
-static void chain_init(feature_chain *c, int sgc, int dot, int coop)
+/* Links the structs the device knows (sgc/dot/coop/pcc only when present). */
+static void chain_init(feature_chain *c, int sgc, int dot, int coop, int pcc)
 {
     memset(c, 0, sizeof(*c));
     c->f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
@@ -521,6 +526,7 @@ static void chain_init(feature_chain *c, int sgc, int dot, int coop)
     c->dot.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES;
     c->mm.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES;
     c->coop.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV;
+    c->pcc.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_CREATION_CACHE_CONTROL_FEATURES;
     void **next = &c->f2.pNext;
 #define LINK(s)                                                                                    \
     do {                                                                                           \
@@ -538,6 +544,8 @@ static void chain_init(feature_chain *c, int sgc, int dot, int coop)
         LINK(c->dot);
     if (coop)
         LINK(c->coop);
+    if (pcc)
+        LINK(c->pcc);
 #undef LINK
 }
 
@@ -560,7 +568,7 @@ static trit_status choose_coop(vk_plugin *p, vk_device *dev, int feature, int co
     memset(&in, 0, sizeof(in));
     const char *opt = vk_option(dev->host, "coop_matrix");
     const int flag = option_flag(dev->host, "coop_matrix");
-    /* emulate[-16x8][-f16acc]: a made-up device list with that one configuration. */
+    /* emulate[-16x8][-f16acc][-reject]: a made-up device list with that one configuration. */
     VkCooperativeMatrixPropertiesNV fake;
     memset(&fake, 0, sizeof(fake));
     fake.sType = VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_NV;
@@ -574,13 +582,15 @@ static trit_status choose_coop(vk_plugin *p, vk_device *dev, int feature, int co
                 n = 16, rest += 6;
             else if (strncmp(rest, "-f16acc", 7) == 0)
                 acc16 = 1, rest += 7;
+            else if (strncmp(rest, "-reject", 7) == 0)
+                dev->coop_reject = 1, rest += 7;
             else
                 break;
         }
         if (*rest) {
             vk_set_error(dev,
                          "option coop_matrix=\"%s\" is not on, off or "
-                         "emulate[-16x8|-16x16][-f16acc]",
+                         "emulate[-16x8|-16x16][-f16acc][-reject]",
                          opt);
             return TRIT_ERROR_INVALID_ARGUMENT;
         }
@@ -700,7 +710,7 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
     snprintf(dev->driver, sizeof(dev->driver), "%.30s %.30s", drv.driverName, drv.driverInfo);
 
     feature_chain have;
-    chain_init(&have, has_sgc, has_dot, has_coop);
+    chain_init(&have, has_sgc, has_dot, has_coop, core13);
     fn->GetPhysicalDeviceFeatures2(pd, &have.f2);
 
     /* Choose. */
@@ -728,6 +738,11 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
                     have.mm.vulkanMemoryModel, has_coop);
     if (cst != TRIT_OK)
         return cst;
+    if (dev->coop_reject && !have.pcc.pipelineCreationCacheControl) {
+        vk_set_error(dev, "option coop_matrix=...-reject needs Vulkan 1.3's "
+                          "pipelineCreationCacheControl, which this device lacks");
+        return TRIT_ERROR_UNSUPPORTED;
+    }
     f->coop_matrix = dev->coop.m != 0 && !dev->coop.emulated;
 
     dev->min_subgroup = f->subgroups ? sgcp.minSubgroupSize : 0;
@@ -804,7 +819,8 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
 
     /* Enable what was chosen (and only that). */
     feature_chain want;
-    chain_init(&want, has_sgc && f->subgroups, has_dot && f->int_dot, has_coop && f->coop_matrix);
+    chain_init(&want, has_sgc && f->subgroups, has_dot && f->int_dot, has_coop && f->coop_matrix,
+               dev->coop_reject);
     want.f2.features.shaderFloat64 = f->fp64;
     want.f2.features.shaderInt64 = have.f2.features.shaderInt64;
     want.f2.features.shaderInt16 = have.f2.features.shaderInt16;
@@ -818,6 +834,7 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
     want.dot.shaderIntegerDotProduct = f->int_dot;
     want.coop.cooperativeMatrix = f->coop_matrix;
     want.mm.vulkanMemoryModel = f->coop_matrix; /* glslang's NV cooperative-matrix SPIR-V uses it */
+    want.pcc.pipelineCreationCacheControl = dev->coop_reject != 0;
     const char *dev_ext[4];
     uint32_t n_dev_ext = 0;
     if (!core13 && f->subgroups)
@@ -867,10 +884,11 @@ static trit_status open_device(vk_plugin *p, vk_device *dev)
     if (dev->coop.m)
         vk_log(dev, TRIT_LOG_INFO,
                "vulkan: device %u: cooperative-matrix attention on: %ux%ux%u f16 -> %s, "
-               "subgroup %u%s",
+               "subgroup %u, shared memory %u bytes%s%s",
                dev->index, dev->coop.m, dev->coop.n, dev->coop.k, dev->coop.acc16 ? "f16" : "f32",
-               dev->coop.subgroup_size,
-               dev->coop.emulated ? " (emulated: scalar loops, vulkan.coop_matrix=emulate)" : "");
+               dev->coop.subgroup_size, dev->max_shared,
+               dev->coop.emulated ? " (emulated: scalar loops, vulkan.coop_matrix=emulate)" : "",
+               dev->coop_reject ? " (its pipeline will be refused: -reject)" : "");
     else
         vk_log(dev, TRIT_LOG_INFO, "vulkan: device %u: cooperative-matrix attention off: %s",
                dev->index, dev->coop_reason);
@@ -962,7 +980,7 @@ static trit_status plugin_device_info(void *device, trit_device_info *info)
         out.caps |= TRIT_CAP_INT8_DOT;
     if (dev->f.subgroups)
         out.caps |= TRIT_CAP_SUBGROUPS;
-    if (dev->f.coop_matrix)
+    if (dev->f.coop_matrix && !__atomic_load_n(&dev->coop_failed, __ATOMIC_ACQUIRE))
         out.caps |= TRIT_CAP_COOP_MATRIX;
     if (dev->uma)
         out.caps |= TRIT_CAP_UNIFIED_MEMORY;
