@@ -8,8 +8,7 @@
 // visible, and split partials tile their scratch without overlap.
 //
 // The kernels (cuda/attention_kernels.h, cuda/rope_kernel.h): compiled as plain C++ against a CPU
-// emulation of the CUDA features they use and compared with the fp64 references (see the comment
-// above the emulation).
+// emulation of the CUDA features they use (tests/cuda_emu.h) and compared with the fp64 references.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -428,214 +427,12 @@ TEST(CudaAttentionPlan, TileTestsMatchTheirDefinitionForEveryOffset)
 
 // ---- the kernels themselves, on a CPU emulation -----------------------------------------------
 //
-// cuda/attention_kernels.h and cuda/rope_kernel.h compiled as plain C++ against an emulation of
-// the CUDA features they use: threads are fibers (ucontext) run from barrier to barrier, one block
-// at a time; warp shuffles and __syncthreads are exchanges and barriers (a warp collective that
-// not all 32 lanes reach, or a deadlock, fails the test); shared memory must be the dynamic kind
-// (extern __shared__), which the kernels use for that reason; cp.async copies land only at
-// cp.async.wait_group, so a read before the wait sees stale shared memory; cp.async and ldmatrix
-// check their alignment; ldmatrix and mma.m16n8k16 follow the PTX ISA fragment layouts. This runs
-// the kernels' own index math, masking, online softmax, splits and combine against the fp64
-// references. What it cannot show: anything the emulation gets wrong the same way the kernels do
-// (the fragment layouts are its reading of the PTX ISA), races within one barrier interval
-// (fibers run in thread order, or in reverse with TRIT_TEST_EMULATION_REVERSE=1), timing, or the
-// hardware's memory model. Skipped without _Float16 or ucontext, and under ASan, which does not
-// follow swapcontext.
-#if defined(__FLT16_MAX__) && __has_include(<ucontext.h>) && !defined(__SANITIZE_ADDRESS__)
-#define TRIT_TEST_CUDA_EMULATION 1
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <functional>
-#include <stdexcept>
-#include <ucontext.h>
-#include <vector>
-
-#define TRIT_CUDA_ATTENTION_EMULATE 1
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __shared__
-#define __align__(n)
-
-typedef _Float16 __half;
-struct __half2 {
-    _Float16 x, y;
-};
-struct float2 {
-    float x, y;
-};
-struct float4 {
-    float x, y, z, w;
-};
-struct uint4 {
-    uint32_t x, y, z, w;
-};
-struct dim3 {
-    unsigned x, y, z;
-};
-inline uint4 make_uint4(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
-{
-    return {a, b, c, d};
-}
-inline float __half2float(__half h)
-{
-    return (float)h;
-}
-inline __half __float2half_rn(float f)
-{
-    return (_Float16)f;
-}
-inline __half2 __floats2half2_rn(float a, float b)
-{
-    return {(_Float16)a, (_Float16)b};
-}
-inline float2 __half22float2(__half2 h)
-{
-    return {(float)h.x, (float)h.y};
-}
-inline float __expf(float x)
-{
-    return expf(x);
-}
-using std::max;
-using std::min;
-
-namespace emu {
-enum { NT = 128, STACK = 256 * 1024 };
-enum State { RUN, BAR_BLOCK, BAR_WARP, DONE };
-struct Fiber {
-    ucontext_t ctx;
-    std::vector<char> stack;
-    State st;
-    // cp.async: groups of (dst, 16 bytes)
-    struct Copy {
-        void *dst;
-        unsigned char data[16];
-    };
-    std::vector<std::vector<Copy>> groups; // committed
-    std::vector<Copy> open;
-};
-inline Fiber fib[NT];
-inline ucontext_t sched_ctx;
-inline int cur = 0;
-inline dim3 block_idx;
-inline std::function<void()> body;
-// warp exchange buffers
-inline uint64_t xbuf[NT][8];
-inline const void *pbuf[NT];
-
-inline void yield_state(State s)
-{
-    fib[cur].st = s;
-    swapcontext(&fib[cur].ctx, &sched_ctx);
-}
-inline void entry()
-{
-    body();
-    fib[cur].st = DONE;
-    swapcontext(&fib[cur].ctx, &sched_ctx);
-}
-
-inline void run_block(const std::function<void()> &f)
-{
-    body = f;
-    for (int t = 0; t < NT; t++) {
-        Fiber &F = fib[t];
-        F.stack.resize(STACK);
-        getcontext(&F.ctx);
-        F.ctx.uc_stack.ss_sp = F.stack.data();
-        F.ctx.uc_stack.ss_size = STACK;
-        F.ctx.uc_link = nullptr;
-        makecontext(&F.ctx, entry, 0);
-        F.st = RUN;
-        F.groups.clear();
-        F.open.clear();
-    }
-    for (;;) {
-        bool ran = false;
-        static const bool rev = getenv("TRIT_TEST_EMULATION_REVERSE") != nullptr;
-        for (int i = 0; i < NT; i++) {
-            int t = rev ? NT - 1 - i : i;
-            if (fib[t].st == RUN) {
-                cur = t;
-                swapcontext(&sched_ctx, &fib[t].ctx);
-                ran = true;
-            }
-        }
-        int done = 0, bb = 0;
-        for (int t = 0; t < NT; t++) {
-            done += fib[t].st == DONE;
-            bb += fib[t].st == BAR_BLOCK;
-        }
-        if (done == NT)
-            break;
-        bool released = false;
-        if (bb > 0 && bb + done == NT) {
-            if (done)
-                throw std::runtime_error("__syncthreads with exited threads");
-            for (int t = 0; t < NT; t++)
-                fib[t].st = RUN;
-            released = true;
-        }
-        for (int w = 0; w < NT / 32; w++) {
-            int n = 0;
-            for (int l = 0; l < 32; l++)
-                n += fib[w * 32 + l].st == BAR_WARP;
-            if (n == 32) {
-                for (int l = 0; l < 32; l++)
-                    fib[w * 32 + l].st = RUN;
-                released = true;
-            } else if (n > 0) {
-                int d = 0;
-                for (int l = 0; l < 32; l++)
-                    d += fib[w * 32 + l].st == DONE || fib[w * 32 + l].st == BAR_BLOCK;
-                if (n + d == 32 && d)
-                    throw std::runtime_error("warp collective with divergent lanes");
-            }
-        }
-        if (!ran && !released)
-            throw std::runtime_error("deadlock");
-    }
-}
-
-template <typename K, typename P> void launch(K kernel, int64_t blocks, const P &prm)
-{
-    for (int64_t b = 0; b < blocks; b++) {
-        block_idx = {(unsigned)b, 0, 0};
-        run_block([&] { kernel(prm); });
-    }
-}
-inline void warp_sync()
-{
-    yield_state(BAR_WARP);
-}
-} // namespace emu
-
-#define threadIdx (dim3{(unsigned)emu::cur, 0, 0})
-#define blockIdx (emu::block_idx)
-inline void __syncthreads()
-{
-    emu::yield_state(emu::BAR_BLOCK);
-}
-inline void __syncwarp()
-{
-    emu::warp_sync();
-}
-inline float __shfl_xor_sync(unsigned, float v, int off)
-{
-    int lane = emu::cur & 31, w0 = emu::cur & ~31;
-    std::memcpy(&emu::xbuf[emu::cur][0], &v, 4);
-    emu::warp_sync();
-    float r;
-    std::memcpy(&r, &emu::xbuf[w0 + (lane ^ off)][0], 4);
-    emu::warp_sync();
-    return r;
-}
+// cuda/attention_kernels.h and cuda/rope_kernel.h compiled as plain C++ against the emulation of
+// the CUDA features they use in cuda_emu.h (which says what it models and what it cannot show).
+// This runs the kernels' own index math, masking, online softmax, splits and combine against the
+// fp64 references. Skipped without _Float16 or ucontext.
+#include "cuda_emu.h"
+#ifdef TRIT_TEST_CUDA_EMULATION
 
 namespace cuda_rope {
 alignas(16) inline unsigned char smem_raw[1024];
@@ -643,110 +440,12 @@ alignas(16) inline unsigned char smem_raw[1024];
 
 namespace cuda_attn {
 alignas(16) inline unsigned char smem_raw[256 * 1024];
-
-inline void cp_async16(void *smem, const void *gmem, int src_bytes)
-{
-    emu::Fiber::Copy c;
-    c.dst = smem;
-    std::memset(c.data, 0, 16);
-    if (src_bytes)
-        std::memcpy(c.data, gmem, 16);
-    if ((uintptr_t)smem % 16 || (src_bytes && (uintptr_t)gmem % 16))
-        ADD_FAILURE() << "cp.async with an address not on 16 bytes"; // no throw inside a fiber
-    emu::fib[emu::cur].open.push_back(c);
-}
-inline void cp_async_commit()
-{
-    auto &F = emu::fib[emu::cur];
-    F.groups.push_back(F.open);
-    F.open.clear();
-}
-template <int n> inline void cp_async_wait()
-{
-    auto &F = emu::fib[emu::cur];
-    while ((int)F.groups.size() > n) {
-        for (auto &c : F.groups.front())
-            std::memcpy(c.dst, c.data, 16);
-        F.groups.erase(F.groups.begin());
-    }
-}
-inline uint16_t rd16(const void *p)
-{
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return v;
-}
-inline void ldm(uint32_t r[4], const void *smem, bool trans)
-{
-    if ((uintptr_t)smem % 16)
-        ADD_FAILURE() << "ldmatrix row address not on 16 bytes"; // no throw inside a fiber
-    emu::pbuf[emu::cur] = smem;
-    emu::warp_sync();
-    int lane = emu::cur & 31, w0 = emu::cur & ~31;
-    for (int i = 0; i < 4; i++) {
-        uint16_t e[2];
-        for (int k = 0; k < 2; k++) {
-            int row, col;
-            if (!trans) {
-                row = lane >> 2;
-                col = 2 * (lane & 3) + k;
-            } else {
-                row = 2 * (lane & 3) + k;
-                col = lane >> 2;
-            }
-            e[k] = rd16((const char *)emu::pbuf[w0 + 8 * i + row] + 2 * col);
-        }
-        r[i] = (uint32_t)e[0] | ((uint32_t)e[1] << 16);
-    }
-    emu::warp_sync();
-}
-inline void ldmatrix_x4(uint32_t r[4], const void *smem)
-{
-    ldm(r, smem, false);
-}
-inline void ldmatrix_x4_trans(uint32_t r[4], const void *smem)
-{
-    ldm(r, smem, true);
-}
-inline float h2f(uint32_t w, int hi)
-{
-    uint16_t b = hi ? w >> 16 : w & 0xffff;
-    _Float16 h;
-    std::memcpy(&h, &b, 2);
-    return (float)h;
-}
-inline void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1)
-{
-    uint64_t *x = emu::xbuf[emu::cur];
-    for (int i = 0; i < 4; i++)
-        x[i] = a[i];
-    x[4] = b0;
-    x[5] = b1;
-    emu::warp_sync();
-    int w0 = emu::cur & ~31, lane = emu::cur & 31;
-    float A[16][16], B[16][8];
-    for (int l = 0; l < 32; l++) {
-        const uint64_t *y = emu::xbuf[w0 + l];
-        int g = l >> 2, t = l & 3;
-        for (int e = 0; e < 2; e++) {
-            A[g][2 * t + e] = h2f((uint32_t)y[0], e);
-            A[g + 8][2 * t + e] = h2f((uint32_t)y[1], e);
-            A[g][2 * t + 8 + e] = h2f((uint32_t)y[2], e);
-            A[g + 8][2 * t + 8 + e] = h2f((uint32_t)y[3], e);
-            B[2 * t + e][g] = h2f((uint32_t)y[4], e);
-            B[2 * t + 8 + e][g] = h2f((uint32_t)y[5], e);
-        }
-    }
-    int g = lane >> 2, t = lane & 3;
-    for (int e = 0; e < 4; e++) {
-        int row = e < 2 ? g : g + 8, col = 2 * t + (e & 1);
-        float s = c[e];
-        for (int k = 0; k < 16; k++)
-            s += A[row][k] * B[k][col];
-        c[e] = s;
-    }
-    emu::warp_sync();
-}
+using emu::cp_async16;
+using emu::cp_async_commit;
+using emu::cp_async_wait;
+using emu::ldmatrix_x4;
+using emu::ldmatrix_x4_trans;
+using emu::mma_16816;
 } // namespace cuda_attn
 
 #pragma GCC diagnostic push
@@ -1220,8 +919,7 @@ namespace {
 TEST(CudaAttentionEmulated, KernelsMatchTheReferenceOnACpuEmulation)
 {
 #ifndef TRIT_TEST_CUDA_EMULATION
-    GTEST_SKIP() << "needs _Float16 and <ucontext.h>, and does not run under ASan (which does not "
-                    "follow swapcontext)";
+    GTEST_SKIP() << "needs _Float16 and <ucontext.h>";
 #else
     std::vector<EmuCase> cases;
     auto add = [&](EmuCase c, const char *n) {
@@ -1401,8 +1099,7 @@ TEST(CudaAttentionEmulated, KernelsMatchTheReferenceOnACpuEmulation)
 TEST(CudaRopeEmulated, KernelMatchesTheReferenceOnACpuEmulation)
 {
 #ifndef TRIT_TEST_CUDA_EMULATION
-    GTEST_SKIP() << "needs _Float16 and <ucontext.h>, and does not run under ASan (which does not "
-                    "follow swapcontext)";
+    GTEST_SKIP() << "needs _Float16 and <ucontext.h>";
 #else
     std::vector<EmuRopeCase> cases;
     EmuRopeCase c;
