@@ -13,8 +13,9 @@
  *
  * Paths (attention_plan.h plans the blocks, one work item each):
  *  - attn_mma_kernel<D> (f16 cache, sequences with >= 16 queries): one query head, 64 query
- *    rows, 4 warps of 16 rows (FA2: warps split the rows, never the keys). Q is converted to f16
- *    into shared memory and, for D <= 128, kept in registers as mma A fragments (ldmatrix x4);
+ *    rows, 4 warps of 16 rows (FA2: warps split the rows, never the keys). Q times the softmax
+ *    scale is converted to f16 into shared memory (so |q scale| must stay below 65504) and, for
+ *    D <= 128, kept in registers as mma A fragments (ldmatrix x4);
  *    for D = 256 it stays in shared memory and is re-read per tile (the O accumulator alone is
  *    128 registers there). K/V tiles of 64 keys (32 for D = 256) are double-buffered with
  *    cp.async.cg 16-byte copies (commit/wait groups; plain loads when rows are not 16-byte
@@ -23,14 +24,30 @@
  *    in the S accumulators (row max/sum over the 4 lanes of a quad) and P is re-packed from
  *    them as the A operand of P V without touching shared memory. A warp skips tiles none of
  *    its rows can see (causal / window) and the mask math on tiles all its rows fully see.
+ *    Softcap uses tanh_fast here (1 - 2 / (1 + __expf(2y)), ~1e-7 absolute). The items are
+ *    launched heaviest first (cuda_attn_plan_order): in a causal prefill the last token blocks
+ *    see the most keys, and started last they would run alone in the tail wave.
  *  - attn_simt_kernel<D, T> (decode, short query runs, and every f32 cache — the f32 tolerance
  *    of 1e-5 forbids rounding to f16): one KV head, its H/Hkv query heads times consecutive
  *    tokens (<= 16 rows), f32 math. K/V tiles double-buffered with cp.async; in the score step
  *    4 (or 8) lanes share a key, each widening a quarter (eighth) of its row once for all the
- *    rows and summing partial dots with shuffles; one warp per row takes the softmax step; each
- *    thread accumulates pairs of output dims of P V.
- *    Long key ranges are cut into kv_splits items whose (o, m, l) partials attn_combine_kernel
- *    merges (0 = automatic: about 4 blocks per SM).
+ *    rows and summing partial dots with shuffles (K rows padded so that this read is free of
+ *    bank conflicts: simt_ldk); one warp per row takes the softmax step; each thread
+ *    accumulates pairs of output dims of P V.
+ *  - Long key ranges are cut into kv_splits items whose (o, m, l) partials attn_combine_kernel
+ *    merges. kv_splits = 0 (automatic) aims at one wave of blocks: the occupancy the CUDA
+ *    runtime reports for the kernel (after the largest shared-memory carveout), times the SMs,
+ *    with the split count rounded so the blocks fill whole waves (cuda_attn_wave_splits). A
+ *    SIMT block at D = 128, f16, takes 44608 bytes of shared memory: by that and its 92
+ *    registers (sm_90 ptxas) 5 fit an H100 SM, 3 an A100 SM (the launch bounds ask for 4, which
+ *    only caps the registers). Each kernel's attributes are set, and its occupancy asked, once
+ *    per device (cuda_device.attn_blocks_per_sm), not before every launch.
+ *  - attn_combine_kernel: a grid of (group x runs of 32..128 output elements), sized so that
+ *    even 8 groups (the decode below) make 128 blocks; a block first turns its rows' (m, l) of
+ *    every split into normalised weights in shared memory (one expf per row and split, lanes
+ *    over (row, split) pairs), then each thread sums one output element over the splits with
+ *    independent coalesced loads. The weight table (rows x splits of a group) is held to 48 KB
+ *    by the plan, which lowers an explicit kv_splits to fit.
  *
  * Floors (H100 SXM: ~3.35 TB/s HBM3, ~990 TFLOP/s dense f16 with wgmma; mma.sync, used here so
  * one kernel serves sm_80 and sm_90, reaches roughly two thirds of that on Hopper):
@@ -39,6 +56,9 @@
  *    bandwidth (~47 us). Per block and 32-key tile (16 KB moved, 4 query rows) the SIMT kernel
  *    issues ~2.6k warp instructions by count of the source: at 4 blocks per SM (its launch
  *    bounds) that is ~60% of the time the bytes take, so it should stay memory-bound; unmeasured.
+ *    Its split blocks (one wave: 82 per group at 5 per SM on 132 SMs) leave 1.4 MB of partials
+ *    that the combine reads back, mostly from L2, on 128 blocks: a few us, launch-bound by
+ *    estimate; unmeasured.
  *  - prefill is compute-bound: 4 * H * D flops per visible (query, key) pair; 32 heads, D = 128,
  *    8192 causal tokens = 33.6 M pairs = 0.55 TFLOP = 0.56 ms at 990 TFLOP/s (mma.sync at ~2/3 of
  *    that: ~0.85 ms).
@@ -77,46 +97,77 @@ void set_error(const cuda_device *dev, const char *fmt, ...)
         dev->host->set_error(dev->host->user, msg);
 }
 
-template <typename K>
-cudaError_t launch(K kernel, int64_t blocks, size_t smem, cudaStream_t stream,
-                   const attn_params &prm)
+/* The kernel instantiations: head dim slot x kind. */
+enum { KIND_MMA = 0, KIND_SIMT_F16 = 1, KIND_SIMT_F32 = 2, N_KINDS = 3 };
+
+struct kernel_ref {
+    const void *fn;
+    size_t smem;
+};
+
+template <int D> kernel_ref kernel_of_dim(int kind)
 {
-    cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (err != cudaSuccess)
-        return err;
-    kernel<<<(unsigned)blocks, kThreads, smem, stream>>>(prm);
-    return cudaGetLastError();
+    switch (kind) {
+    case KIND_MMA: return {reinterpret_cast<const void *>(attn_mma_kernel<D>), mma_smem_bytes(D)};
+    case KIND_SIMT_F16:
+        return {reinterpret_cast<const void *>(attn_simt_kernel<D, __half>), simt_smem_bytes(D, 2)};
+    default:
+        return {reinterpret_cast<const void *>(attn_simt_kernel<D, float>), simt_smem_bytes(D, 4)};
+    }
 }
 
-template <int D> cudaError_t launch_mma(int64_t blocks, cudaStream_t st, const attn_params &prm)
-{
-    return launch(attn_mma_kernel<D>, blocks, mma_smem_bytes(D), st, prm);
-}
-
-template <int D>
-cudaError_t launch_simt(int64_t blocks, int f16, cudaStream_t st, const attn_params &prm)
-{
-    return f16 ? launch(attn_simt_kernel<D, __half>, blocks, simt_smem_bytes(D, 2), st, prm)
-               : launch(attn_simt_kernel<D, float>, blocks, simt_smem_bytes(D, 4), st, prm);
-}
-
-cudaError_t launch_items(int d, int path, int64_t blocks, int kv_f16, cudaStream_t st,
-                         const attn_params &prm)
+/* The kernel for head dim d (one supports() accepts) and a kind, and its slot in the device's
+ * attn_blocks_per_sm. */
+kernel_ref kernel_of(int d, int kind, int *slot)
 {
     switch (d) {
-    case 64:
-        return path ? launch_mma<64>(blocks, st, prm) : launch_simt<64>(blocks, kv_f16, st, prm);
-    case 80:
-        return path ? launch_mma<80>(blocks, st, prm) : launch_simt<80>(blocks, kv_f16, st, prm);
-    case 96:
-        return path ? launch_mma<96>(blocks, st, prm) : launch_simt<96>(blocks, kv_f16, st, prm);
-    case 128:
-        return path ? launch_mma<128>(blocks, st, prm) : launch_simt<128>(blocks, kv_f16, st, prm);
-    case 256:
-        return path ? launch_mma<256>(blocks, st, prm) : launch_simt<256>(blocks, kv_f16, st, prm);
-    default: return cudaErrorInvalidValue;
+    case 64: *slot = 0 * N_KINDS + kind; return kernel_of_dim<64>(kind);
+    case 80: *slot = 1 * N_KINDS + kind; return kernel_of_dim<80>(kind);
+    case 96: *slot = 2 * N_KINDS + kind; return kernel_of_dim<96>(kind);
+    case 128: *slot = 3 * N_KINDS + kind; return kernel_of_dim<128>(kind);
+    default: *slot = 4 * N_KINDS + kind; return kernel_of_dim<256>(kind);
     }
+}
+static_assert(5 * N_KINDS <=
+                  (int)(sizeof(((cuda_device *)nullptr)->attn_blocks_per_sm) / sizeof(int)),
+              "cuda_device.attn_blocks_per_sm has a slot per instantiation");
+
+/* Sets a kernel's launch attributes on the current device once (dynamic shared memory opt-in,
+ * the largest shared-memory carveout, so that the blocks the registers allow also fit their
+ * shared memory: without it the driver may keep L1 and fit fewer) and returns how many of its
+ * blocks an SM holds, cached in the device. The attributes belong to the device's context, so
+ * the cache is per device; two threads that both see 0 set the same values twice. */
+cudaError_t kernel_prepare(cuda_device *dev, int d, int kind, kernel_ref *out_k,
+                           int *out_blocks_per_sm)
+{
+    int slot;
+    *out_k = kernel_of(d, kind, &slot);
+    int n = dev->attn_blocks_per_sm[slot];
+    if (n > 0) {
+        *out_blocks_per_sm = n;
+        return cudaSuccess;
+    }
+    cudaError_t err = cudaFuncSetAttribute(out_k->fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)out_k->smem);
+    if (err == cudaSuccess)
+        err = cudaFuncSetAttribute(out_k->fn, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                   cudaSharedmemCarveoutMaxShared);
+    if (err == cudaSuccess)
+        err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, out_k->fn, kThreads, out_k->smem);
+    if (err != cudaSuccess)
+        return err;
+    if (n < 1)
+        return cudaErrorInvalidConfiguration; /* supports() checked the shared memory */
+    dev->attn_blocks_per_sm[slot] = n;
+    *out_blocks_per_sm = n;
+    return cudaSuccess;
+}
+
+cudaError_t launch(const kernel_ref &k, int64_t blocks, unsigned threads, cudaStream_t stream,
+                   const attn_params &prm)
+{
+    void *args[] = {const_cast<attn_params *>(&prm)};
+    return cudaLaunchKernel(k.fn, dim3((unsigned)blocks), dim3(threads), args, k.smem, stream);
 }
 
 int is_f16(const trit_plugin_tensor *t)
@@ -210,10 +261,20 @@ extern "C" trit_status cuda_staging_upload(cuda_stream *s, void *dst, size_t byt
     cuda_staging *sg = s->staging;
     auto &sl = sg->slot[sg->next % STAGING_SLOTS];
     cudaError_t err = cudaMemcpyAsync(dst, sl.host, bytes, cudaMemcpyHostToDevice, s->stream);
-    if (err == cudaSuccess)
-        err = cudaEventRecord(sl.done, s->stream);
     if (err != cudaSuccess)
-        return cuda_fail(s->dev, err, "staging: cudaMemcpyAsync");
+        return cuda_fail(s->dev, err, "staging: cudaMemcpyAsync"); /* nothing queued */
+    err = cudaEventRecord(sl.done, s->stream);
+    if (err != cudaSuccess) {
+        /* The copy is queued but no event follows it: wait for the stream instead, so the
+         * pinned memory is not rewritten under it. If even that fails, the slot's memory is
+         * given up (leaked, neither reused nor freed under a copy that may still run). */
+        if (cudaStreamSynchronize(s->stream) != cudaSuccess) {
+            sl.host = nullptr;
+            sl.bytes = 0;
+        }
+        sg->next++;
+        return cuda_fail(s->dev, err, "staging: cudaEventRecord");
+    }
     sl.pending = 1;
     sg->next++;
     return TRIT_OK;
@@ -290,14 +351,32 @@ extern "C" trit_status cuda_attention(void *stream, const trit_plugin_attention_
     cfg.mma_tile = mma_tile(d);
     cfg.simt_rows = simt_rows(d);
     cfg.simt_tile = simt_tile(d, kv_f16 ? 2 : 4);
-    cfg.target_items = 4 * dev->prop.multiProcessorCount;
     cfg.partial_bytes_max = kPartialBytesMax;
+    cfg.combine_floats_max = kCombineFloatsMax;
+
+    /* A wave: the blocks all SMs hold at once, from the occupancy of the kernels this call may
+     * launch (not a fixed 4 per SM: the SIMT block at D = 128, f16, fits 5 times on an H100 SM
+     * and 3 times on an A100 SM). */
+    kernel_ref kern[2] = {};
+    int per_sm[2] = {0, 0};
+    cudaError_t err = kernel_prepare(dev, d, kv_f16 ? KIND_SIMT_F16 : KIND_SIMT_F32,
+                                     &kern[CUDA_ATTN_SIMT], &per_sm[CUDA_ATTN_SIMT]);
+    if (err == cudaSuccess && kv_f16)
+        err = kernel_prepare(dev, d, KIND_MMA, &kern[CUDA_ATTN_MMA], &per_sm[CUDA_ATTN_MMA]);
+    if (err != cudaSuccess)
+        return cuda_fail(dev, err, "attention: kernel attributes");
+    const int sms = dev->prop.multiProcessorCount;
+    cfg.target_items = per_sm[CUDA_ATTN_SIMT] * sms;
+    cfg.target_items_mma = per_sm[CUDA_ATTN_MMA] * sms;
 
     cuda_attn_plan plan;
     cuda_attn_plan_splits(&cfg, a->n_seqs, a->q_lens, a->kv_lens, a->q_starts, a->kv_splits, &plan);
-    if (plan.n_items[0] > INT32_MAX || plan.n_items[1] > INT32_MAX || plan.n_groups > INT32_MAX) {
-        set_error(dev, "attention: %lld + %lld blocks are too many for one launch",
-                  (long long)plan.n_items[0], (long long)plan.n_items[1]);
+    cuda_attn_combine_shape comb;
+    cuda_attn_combine_plan(&plan, d, sms, &comb);
+    if (plan.n_items[0] > INT32_MAX || plan.n_items[1] > INT32_MAX || comb.blocks > INT32_MAX) {
+        set_error(dev,
+                  "attention: %lld + %lld blocks (+ %lld to combine) are too many for one launch",
+                  (long long)plan.n_items[0], (long long)plan.n_items[1], (long long)comb.blocks);
         return TRIT_ERROR_UNSUPPORTED;
     }
 
@@ -334,6 +413,7 @@ extern "C" trit_status cuda_attention(void *stream, const trit_plugin_attention_
     plan.items[1] = reinterpret_cast<cuda_attn_item *>(h + items1_at);
     plan.groups = reinterpret_cast<cuda_attn_group *>(h + groups_at);
     cuda_attn_plan_walk(&cfg, a->n_seqs, a->q_lens, a->kv_lens, a->q_starts, &plan);
+    cuda_attn_plan_order(&plan);
     if (a->alibi_slopes)
         memcpy(h + slopes_at, a->alibi_slopes, (size_t)a->n_heads * sizeof(float));
     if (a->sinks)
@@ -378,21 +458,22 @@ extern "C" trit_status cuda_attention(void *stream, const trit_plugin_attention_
     prm.inv_softcap = a->softcap > 0 ? 1.0f / a->softcap : 0.0f;
     prm.causal = a->causal != 0;
     prm.window = a->window;
+    prm.combine_chunk = comb.chunk;
+    prm.combine_chunks = comb.chunks;
 
     /* Both item launches write disjoint output rows or partials; the combine follows them on
      * the stream. */
     const size_t items_at[2] = {items0_at, items1_at};
-    cudaError_t err = cudaSuccess;
     for (int path = CUDA_ATTN_MMA; path >= CUDA_ATTN_SIMT && err == cudaSuccess; path--) {
         if (plan.n_items[path] == 0)
             continue;
         prm.items = reinterpret_cast<const cuda_attn_item *>(dm + items_at[path]);
-        err = launch_items(d, path, plan.n_items[path], kv_f16, s->stream, prm);
+        err = launch(kern[path], plan.n_items[path], kThreads, s->stream, prm);
     }
     if (err == cudaSuccess && plan.n_groups > 0) {
-        attn_combine_kernel<<<(unsigned)plan.n_groups, kThreads, kCombineSmemBytes, s->stream>>>(
-            prm);
-        err = cudaGetLastError();
+        const kernel_ref combine = {reinterpret_cast<const void *>(attn_combine_kernel),
+                                    (size_t)comb.smem_bytes};
+        err = launch(combine, comb.blocks, (unsigned)comb.threads, s->stream, prm);
     }
     return err == cudaSuccess ? TRIT_OK : cuda_fail(dev, err, "attention: kernel launch");
 }

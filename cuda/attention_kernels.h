@@ -22,8 +22,9 @@ namespace cuda_attn {
 constexpr int kThreads = 128;
 constexpr int kMmaRows = 64; /* query rows per MMA block: 4 warps x 16 */
 constexpr int kMmaMinQ = 16; /* sequences with fewer queries take the SIMT path */
-constexpr int kCombineMaxRows = 64;
-constexpr size_t kCombineSmemBytes = 2 * kCombineMaxRows * sizeof(float);
+/* The combine's weight table (a group's rows x splits floats) stays within the 48 KB of shared
+ * memory every block may use without opting in; the plan caps the split count to fit. */
+constexpr int kCombineFloatsMax = 48 * 1024 / (int)sizeof(float);
 constexpr uint64_t kPartialBytesMax = (uint64_t)64 << 20;
 
 /* Keys per MMA tile and whether Q stays in registers. */
@@ -45,6 +46,35 @@ __host__ __device__ constexpr int simt_tile(int d, int es)
 {
     return d * es <= 256 ? 32 : 16;
 }
+/* Layout of a SIMT K tile, free of bank conflicts in the score step. There a quarter warp (8
+ * lanes: one 128-bit shared-memory wavefront) reads, with 4 lanes per key (32-key tiles), chunks
+ * c..c+3 (16 bytes each) of two neighbouring keys; the 32 banks are 8 chunks, so the second key's
+ * chunks must land 4 chunks away modulo 8. A row of NCH = d es / 16 chunks that is a multiple of
+ * 8 (f16 D = 64, 128; f32 D = 64) is stored unpadded with chunk c of row r at c ^ 4 (r & 1) (an
+ * XOR swizzle, no extra shared memory); the others (f16 D = 80, 96: 10, 12 chunks) are padded to
+ * NCH + pad = 4 (mod 8), 12 chunks. With 8 lanes per key (16-key tiles) a quarter warp reads 8
+ * neighbouring chunks of one row, conflict-free as is; those rows keep one chunk of padding. */
+__host__ __device__ constexpr bool simt_k_swizzled(int d, int es)
+{
+    return simt_tile(d, es) == 32 && (d * es / 16) % 8 == 0;
+}
+__host__ __device__ constexpr int simt_ldk(int d, int es)
+{
+    return d + (simt_tile(d, es) != 32   ? 1
+                : simt_k_swizzled(d, es) ? 0
+                                         : (12 - (d * es / 16) % 8) % 8) *
+                   (16 / es);
+}
+/* V rows are read as pairs along one row (any stride is conflict-free): one chunk of padding. */
+__host__ __device__ constexpr int simt_ldv(int d, int es)
+{
+    return d + 16 / es;
+}
+/* Where chunk c of K row r of a tile lives, in chunks from the row's start. */
+template <int D, int ES> __device__ __forceinline__ int simt_kchunk(int r, int c)
+{
+    return simt_k_swizzled(D, ES) ? c ^ ((r & 1) << 2) : c;
+}
 
 inline size_t mma_smem_bytes(int d)
 {
@@ -56,7 +86,7 @@ inline size_t mma_smem_bytes(int d)
 inline size_t simt_smem_bytes(int d, int es)
 {
     size_t bn = (size_t)simt_tile(d, es), rmax = (size_t)simt_rows(d);
-    size_t kv = 4 * bn * ((size_t)d + 16 / (size_t)es) * (size_t)es;
+    size_t kv = 2 * bn * (size_t)(simt_ldk(d, es) + simt_ldv(d, es)) * (size_t)es;
     return kv + rmax * ((size_t)d + 4) * 4 + rmax * bn * 4 + 5 * rmax * 4;
 }
 
@@ -80,6 +110,9 @@ struct attn_params {
     float *partials;
     float scale, softcap, inv_softcap;
     int causal, window;
+    /* Combine: output elements per block and blocks per group (cuda_attn_combine_plan);
+     * 0: one block per group takes all of it. */
+    int combine_chunk, combine_chunks;
 };
 
 /* --- device helpers -------------------------------------------------------------------------- */
@@ -196,11 +229,25 @@ __device__ __forceinline__ float finish_mul(const float *sinks, int h, float m, 
     return keep / (l * keep + expf(sink - mx));
 }
 
+/* tanh for the MMA path's softcap: 1 - 2 / (1 + e^(2y)) with __expf (two MUFU ops and a divide
+ * where tanhf costs ~20 instructions; ~1e-7 absolute error, saturating to +-1 correctly as e^(2y)
+ * goes to inf or 0). Not tanh.approx.f32: its relative error of up to 2^-11 moves a capped score
+ * x = c tanh(s / c) by up to |x| 2^-11 (0.015 at x = 30), which, modelled on the emulation, took
+ * the "softcap, f16" case to 1.8e-3 of its 2e-3 tolerance. The emulation runs this same formula
+ * (its __expf is expf). */
+__device__ __forceinline__ float tanh_fast(float x)
+{
+    return 1.0f - 2.0f / (1.0f + __expf(2.0f * x));
+}
+
+/* Softcap, then ALiBi, on a scaled score. FAST: the MMA path's tanh_fast; the SIMT path keeps
+ * tanhf for its f32 tolerance. */
+template <bool FAST>
 __device__ __forceinline__ float score_transform(const attn_params &p, float x, float slope,
                                                  int key, int pos)
 {
     if (p.softcap > 0.0f)
-        x = p.softcap * tanhf(x * p.inv_softcap);
+        x = p.softcap * (FAST ? tanh_fast(x * p.inv_softcap) : tanhf(x * p.inv_softcap));
     if (p.slopes)
         x += slope * (float)(key - pos);
     return x;
@@ -253,7 +300,9 @@ template <int D> __global__ void __launch_bounds__(kThreads) attn_mma_kernel(con
     const int g = lane >> 2, tig = lane & 3;
     const int nt = it.n_tok, head = it.head0;
 
-    /* Q rows as f16 (rows past n_tok are zeros). Read once per block: plain loads. */
+    /* Q rows times the softmax scale as f16 (rows past n_tok are zeros), so S = Q K^T needs no
+     * scaling: the product rounds once like q itself, and q may exceed the f16 range by the
+     * factor 1 / scale (the limit is |q scale| < 65504). Read once per block: plain loads. */
     for (int e = tid; e < BM * NCH; e += kThreads) {
         const int r = e / NCH, c = (e - r * NCH) * 8;
         uint32_t w[4] = {0u, 0u, 0u, 0u};
@@ -261,8 +310,8 @@ template <int D> __global__ void __launch_bounds__(kThreads) attn_mma_kernel(con
             const int64_t base = (it.tok0 + r) * p.q_s0 + (int64_t)head * p.q_s1 + c;
 #pragma unroll
             for (int i = 0; i < 4; i++)
-                w[i] = pack_half2(ld_elem(p.q, base + 2 * i, p.q_f16),
-                                  ld_elem(p.q, base + 2 * i + 1, p.q_f16));
+                w[i] = pack_half2(p.scale * ld_elem(p.q, base + 2 * i, p.q_f16),
+                                  p.scale * ld_elem(p.q, base + 2 * i + 1, p.q_f16));
         }
         *reinterpret_cast<uint4 *>(sQ + r * LD + c) = make_uint4(w[0], w[1], w[2], w[3]);
     }
@@ -360,7 +409,7 @@ template <int D> __global__ void __launch_bounds__(kThreads) attn_mma_kernel(con
                 for (int e = 0; e < 4; e++) {
                     const int key = j0 + n * 8 + 2 * tig + (e & 1);
                     const bool top = e < 2;
-                    float x = score_transform(p, s[n][e] * p.scale, slope, key, top ? pos0 : pos1);
+                    float x = score_transform<true>(p, s[n][e], slope, key, top ? pos0 : pos1);
                     if (!unmasked && (key < (top ? lo0 : lo1) || key >= (top ? hi0 : hi1)))
                         x = -INFINITY;
                     s[n][e] = x;
@@ -510,7 +559,8 @@ template <typename T, int D, int BN>
 __device__ __forceinline__ void simt_load_kv(T *sk, T *sv, const attn_params &p,
                                              const cuda_attn_item &it, int j0)
 {
-    constexpr int CH = 16 / (int)sizeof(T), NCH = D / CH, LDK = D + CH;
+    constexpr int ES = (int)sizeof(T), CH = 16 / ES, NCH = D / CH, LDK = simt_ldk(D, ES),
+                  LDV = simt_ldv(D, ES);
     for (int e = threadIdx.x; e < BN * NCH; e += kThreads) {
         const int r = e / NCH, c = (e - r * NCH) * CH, j = j0 + r;
         const bool ok = j < it.j_end;
@@ -519,7 +569,7 @@ __device__ __forceinline__ void simt_load_kv(T *sk, T *sv, const attn_params &p,
             cache_rows(p, it.seq, j, it.kv_head, &ko, &vo);
         const T *gk = reinterpret_cast<const T *>(p.k) + ko + c;
         const T *gv = reinterpret_cast<const T *>(p.v) + vo + c;
-        T *dk = sk + r * LDK + c, *dv = sv + r * LDK + c;
+        T *dk = sk + r * LDK + simt_kchunk<D, ES>(r, c / CH) * CH, *dv = sv + r * LDV + c;
         if (p.kv_aligned) {
             cp_async16(dk, gk, ok ? 16 : 0);
             cp_async16(dv, gv, ok ? 16 : 0);
@@ -536,7 +586,8 @@ __device__ __forceinline__ void simt_load_kv(T *sk, T *sv, const attn_params &p,
 template <int D, typename T>
 __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_params p)
 {
-    constexpr int ES = (int)sizeof(T), CH = 16 / ES, LDK = D + CH, LDQ = D + 4;
+    constexpr int ES = (int)sizeof(T), CH = 16 / ES, LDK = simt_ldk(D, ES), LDV = simt_ldv(D, ES);
+    constexpr int LDQ = D + 4;
     constexpr int BN = simt_tile(D, ES), RMAX = simt_rows(D);
     constexpr int KPW = BN / 4;   /* keys per warp in the score step */
     constexpr int LPK = 32 / KPW; /* lanes per key (4 or 8), each a part of the row */
@@ -545,8 +596,8 @@ __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_param
     static_assert(LPK * KPW == 32 && NPAIR * 2 * kThreads == RMAX * D, "tile shape");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *const sK = reinterpret_cast<T *>(smem_raw);                  /* [2][BN][LDK] */
-    T *const sV = sK + 2 * BN * LDK;                                /* [2][BN][LDK] */
-    float *const sQ = reinterpret_cast<float *>(sV + 2 * BN * LDK); /* [RMAX][LDQ], scaled */
+    T *const sV = sK + 2 * BN * LDK;                                /* [2][BN][LDV] */
+    float *const sQ = reinterpret_cast<float *>(sV + 2 * BN * LDV); /* [RMAX][LDQ], scaled */
     float *const sS = sQ + RMAX * LDQ; /* [RMAX][BN] scores, then weights */
     float *const sM = sS + RMAX * BN, *const sL = sM + RMAX, *const sA = sL + RMAX;
     int *const sLo = reinterpret_cast<int *>(sA + RMAX), *const sHi = sLo + RMAX;
@@ -592,17 +643,19 @@ __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_param
     for (int t = 0; t < ntiles; t++) {
         const int j0 = it.j_begin + t * BN, st = t & 1;
         if (t + 1 < ntiles)
-            simt_load_kv<T, D, BN>(sK + (st ^ 1) * BN * LDK, sV + (st ^ 1) * BN * LDK, p, it,
+            simt_load_kv<T, D, BN>(sK + (st ^ 1) * BN * LDK, sV + (st ^ 1) * BN * LDV, p, it,
                                    j0 + BN);
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
-        const T *ks = sK + st * BN * LDK, *vs = sV + st * BN * LDK;
+        const T *ks = sK + st * BN * LDK, *vs = sV + st * BN * LDV;
 
         /* Scores: the LPK lanes of key w*KPW + lane/LPK split its row into 16-byte chunks
          * (part, part + LPK, ...), widen each chunk once and use it for every query row, then sum
-         * their partial dots with shuffles. Parts read neighbouring chunks of K and of q (a
-         * broadcast across the warp's keys), so neither read has bank conflicts. */
+         * their partial dots with shuffles. A quarter warp reads LPK neighbouring chunks of
+         * 8 / LPK keys, which the K layout (simt_ldk, simt_kchunk) puts in distinct banks, and of q
+         * the same dims for every key (a broadcast): no bank conflicts, except a 2-way one on q for
+         * f16 caches with D = 256, where 8 parts read f32 q 32 bytes apart. */
         {
             float acc[RMAX];
 #pragma unroll
@@ -611,10 +664,10 @@ __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_param
             const T *krow = ks + key_c * LDK;
 #pragma unroll 1
             for (int i = 0; i < (NCH + LPK - 1) / LPK; i++) {
-                const int x = (part + LPK * i) * CH;
+                const int ci = part + LPK * i, x = ci * CH;
                 if (NCH % LPK == 0 || x < D) {
                     float kf[CH];
-                    chunk_to_float(krow + x, kf);
+                    chunk_to_float(krow + simt_kchunk<D, ES>(key_c, ci) * CH, kf);
 #pragma unroll
                     for (int r = 0; r < RMAX; r++) {
                         if (r < rows) {
@@ -640,8 +693,8 @@ __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_param
                         acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o2);
                     if (r % LPK == part) {
                         const int tr = r / nh, h = it.head0 + r - tr * nh;
-                        float x = score_transform(p, acc[r], p.slopes ? p.slopes[h] : 0.0f, key,
-                                                  it.pos0 + tr);
+                        float x = score_transform<false>(p, acc[r], p.slopes ? p.slopes[h] : 0.0f,
+                                                         key, it.pos0 + tr);
                         if (key < sLo[r] || key >= sHi[r])
                             x = -INFINITY;
                         sS[r * BN + key_c] = x;
@@ -687,7 +740,7 @@ __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_param
 #pragma unroll 8
                 for (int c = 0; c < BN; c++) {
                     const float w = pr[c];
-                    const float2 v = pair_to_float(vs + c * LDK + x);
+                    const float2 v = pair_to_float(vs + c * LDV + x);
                     a0 = fmaf(w, v.x, a0);
                     a1 = fmaf(w, v.y, a1);
                 }
@@ -724,53 +777,79 @@ __global__ void __launch_bounds__(kThreads, 4) attn_simt_kernel(const attn_param
 
 /* --- combine --------------------------------------------------------------------------------- */
 
-/* Merges the splits of one group: out = sum_k e^(m_k - M) o_k / (sum_k e^(m_k - M) l_k + sink).
- * One block per group; a thread per row finds M and the denominator first. */
+/* Merges the splits of each group: out = sum_k w_k o_k, w_k = e^(m_k - M) / (sum_j e^(m_j - M)
+ * l_j + e^(sink - M)), M the largest m_k of the splits that saw a key (and the sink); splits
+ * with l_k = 0 weigh 0, a row no split saw is 0. Block b takes group b / combine_chunks and its
+ * output elements [c chunk, (c + 1) chunk) of rows * D, c = b % combine_chunks (chunk 0: all).
+ * Phase 1: a team of lanes per row that run touches walks the splits' (m, l), reduces M and the
+ * denominator by shuffles and leaves the weights w[row][split] in shared memory (an expf per
+ * row and split, not per element). Phase 2: a thread per output element sums the splits' o with
+ * loads that do not depend on each other (coalesced across the warp) and no branch. */
 __global__ void __launch_bounds__(kThreads) attn_combine_kernel(const attn_params p)
 {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    float *const s_mx = reinterpret_cast<float *>(smem_raw), *const s_den = s_mx + kCombineMaxRows;
-    const cuda_attn_group gr = p.groups[blockIdx.x];
+    float *const s_w = reinterpret_cast<float *>(smem_raw); /* [rows of this run][n_splits] */
+    const int chunks = p.combine_chunks > 0 ? p.combine_chunks : 1;
+    const cuda_attn_group gr = p.groups[blockIdx.x / chunks];
     const int d = p.head_dim, nh = gr.n_heads, rows = nh * gr.n_tok, ns = gr.n_splits;
-    const float *base = p.partials + gr.partial;
+    const int n = rows * d;
+    const int e0 = p.combine_chunk > 0 ? (int)(blockIdx.x % chunks) * p.combine_chunk : 0;
+    const int e1 = p.combine_chunk > 0 ? min(e0 + p.combine_chunk, n) : n;
+    if (e0 >= n)
+        return; /* a group with fewer rows than the largest: the whole block leaves */
+    const int r_lo = e0 / d, nr = (e1 - 1) / d - r_lo + 1;
+    const float *const base = p.partials + gr.partial;
     const int64_t stride = (int64_t)rows * (d + 2);
-    for (int r = threadIdx.x; r < rows; r += kThreads) {
-        const int h = gr.head0 + r % nh;
+    const float *const ml = base + (int64_t)rows * d; /* split k: m at [k stride + r], l + rows */
+
+    /* Teams of a power of two lanes (at most a warp, so the shuffles stay inside it), as many
+     * as fit the rows; every thread runs every shuffle. */
+    const int nthr = (int)blockDim.x;
+    int team = 32;
+    while (team > 1 && team * nr > nthr)
+        team >>= 1;
+    const int teams = nthr / team, lt = (int)threadIdx.x % team;
+    for (int rb = 0; rb < nr; rb += teams) {
+        const int rr = rb + (int)threadIdx.x / team, r = r_lo + rr;
+        const bool live = rr < nr;
         float mx = -INFINITY;
-        for (int k = 0; k < ns; k++) {
-            const float *ml = base + k * stride + (int64_t)rows * d;
-            if (ml[rows + r] > 0.0f)
-                mx = fmaxf(mx, ml[r]);
+        if (live)
+            for (int k = lt; k < ns; k += team)
+                if (ml[k * stride + rows + r] > 0.0f)
+                    mx = fmaxf(mx, ml[k * stride + r]);
+        for (int o = team / 2; o > 0; o >>= 1)
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float ref = mx, den = 0.0f, sink_w = 0.0f;
+        if (live && mx != -INFINITY && p.sinks) {
+            const float sink = p.sinks[gr.head0 + r % nh];
+            ref = fmaxf(mx, sink);
+            sink_w = expf(sink - ref);
         }
-        float den = 0.0f;
-        if (mx != -INFINITY) {
-            if (p.sinks)
-                mx = fmaxf(mx, p.sinks[h]);
-            den = p.sinks ? expf(p.sinks[h] - mx) : 0.0f;
-            for (int k = 0; k < ns; k++) {
-                const float *ml = base + k * stride + (int64_t)rows * d;
-                const float l = ml[rows + r];
-                if (l > 0.0f)
-                    den += expf(ml[r] - mx) * l;
+        if (live)
+            for (int k = lt; k < ns; k += team) {
+                const float l = ml[k * stride + rows + r];
+                const float w = l > 0.0f ? expf(ml[k * stride + r] - ref) : 0.0f;
+                s_w[rr * ns + k] = w;
+                den = fmaf(w, l, den);
             }
-        }
-        s_mx[r] = mx;
-        s_den[r] = den;
+        for (int o = team / 2; o > 0; o >>= 1)
+            den += __shfl_xor_sync(0xffffffffu, den, o);
+        den += sink_w;
+        const float inv = den > 0.0f ? 1.0f / den : 0.0f;
+        if (live)
+            for (int k = lt; k < ns; k += team)
+                s_w[rr * ns + k] *= inv;
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < rows * d; e += kThreads) {
+
+    for (int e = e0 + (int)threadIdx.x; e < e1; e += nthr) {
         const int r = e / d, x = e - r * d, t = r / nh, h = gr.head0 + r - t * nh;
-        const float mx = s_mx[r];
+        const float *const w = s_w + (r - r_lo) * ns;
+        const float *const o = base + e;
         float acc = 0.0f;
-        if (mx != -INFINITY) {
-            for (int k = 0; k < ns; k++) {
-                const float *part = base + k * stride;
-                const float l = part[(int64_t)rows * d + rows + r];
-                if (l > 0.0f)
-                    acc = fmaf(expf(part[(int64_t)rows * d + r] - mx), part[e], acc);
-            }
-            acc /= s_den[r];
-        }
+#pragma unroll 8
+        for (int k = 0; k < ns; k++)
+            acc = fmaf(w[k], o[k * stride], acc);
         st_elem(p.out, (gr.tok0 + t) * p.o_s0 + (int64_t)h * p.o_s1 + x, p.o_f16, acc);
     }
 }

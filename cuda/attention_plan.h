@@ -15,11 +15,15 @@
  * into kv_splits pieces; split items write (o, m, l) partials which the combine kernel merges,
  * one group of splits per (sequence, token block, head block). The functions marked
  * CUDA_ATTN_HD also run on the device, so the kernels and the tests use the same bounds.
+ *
+ * The walk emits items in (sequence, token block, KV head, head block, split) order, which the
+ * tests read; cuda_attn_plan_order then puts the MMA items heaviest first for the launch.
  */
 #ifndef TRIT_CUDA_ATTENTION_PLAN_H
 #define TRIT_CUDA_ATTENTION_PLAN_H
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__CUDACC__)
@@ -60,8 +64,11 @@ typedef struct cuda_attn_config {
     int32_t mma_tile;     /* keys per MMA tile */
     int32_t simt_rows;    /* query rows per SIMT item */
     int32_t simt_tile;    /* keys per SIMT tile */
-    int32_t target_items; /* automatic split-KV aims for at least this many blocks */
+    int32_t target_items; /* blocks of one full wave of the SIMT kernel (resident at once) */
     uint64_t partial_bytes_max;
+    int32_t target_items_mma;   /* the same for the MMA kernel; 0: target_items */
+    int32_t combine_floats_max; /* a group's rows x splits at most (the combine's shared weight
+                                   table); 0: no limit */
 } cuda_attn_config;
 
 /* Where a plan walk writes; NULL arrays: count only. */
@@ -73,6 +80,9 @@ typedef struct cuda_attn_plan {
     uint64_t partial_floats;
     int32_t splits; /* the split count asked of every row block (clamped per block) */
     int32_t auto_splits;
+    int32_t combine_rows;   /* the most rows (n_heads x n_tok) of a group */
+    int32_t combine_splits; /* the most splits of a group */
+    int64_t combine_floats; /* the most rows x splits of a group */
 } cuda_attn_plan;
 
 /* Visible keys [*lo, *hi) of query rows at positions [p_first, p_last] of a sequence with kv_len
@@ -125,13 +135,15 @@ static inline int cuda_attn_path_of(const cuda_attn_config *c, int32_t q_len)
 }
 
 /* Walks every (sequence, token block, head block) and counts or emits items and groups for
- * p->splits requested splits per row block. An automatic split keeps at least two tiles. */
+ * p->splits requested splits per row block. An automatic split keeps at least two tiles; no
+ * group gets more rows x splits than the combine's weight table holds (combine_floats_max). */
 static inline void cuda_attn_plan_walk(const cuda_attn_config *c, uint32_t n_seqs,
                                        const int32_t *q_lens, const int32_t *kv_lens,
                                        const int64_t *q_starts, cuda_attn_plan *p)
 {
     const int32_t ratio = c->n_heads / c->n_kv_heads, d = c->head_dim;
-    int64_t n_items[2] = {0, 0}, n_groups = 0;
+    int64_t n_items[2] = {0, 0}, n_groups = 0, combine_floats = 0;
+    int32_t combine_rows = 0, combine_splits = 0;
     uint64_t partial = 0;
     for (uint32_t s = 0; s < n_seqs; s++) {
         const int32_t q_len = q_lens[s], kv_len = kv_lens[s];
@@ -148,6 +160,8 @@ static inline void cuda_attn_plan_walk(const cuda_attn_config *c, uint32_t n_seq
             int32_t ns = p->splits < tiles ? p->splits : tiles;
             if (p->auto_splits && ns > tiles / 2)
                 ns = tiles / 2;
+            if (c->combine_floats_max > 0 && (int64_t)ns * hb * nt > c->combine_floats_max)
+                ns = c->combine_floats_max / (hb * nt);
             if (ns < 1)
                 ns = 1;
             for (int32_t g = 0; g < c->n_kv_heads; g++) {
@@ -188,6 +202,12 @@ static inline void cuda_attn_plan_walk(const cuda_attn_config *c, uint32_t n_seq
                     if (ns > 1) {
                         partial += (uint64_t)ns * split_floats;
                         n_groups++;
+                        if (nh * nt > combine_rows)
+                            combine_rows = nh * nt;
+                        if (ns > combine_splits)
+                            combine_splits = ns;
+                        if ((int64_t)ns * nh * nt > combine_floats)
+                            combine_floats = (int64_t)ns * nh * nt;
                     }
                     n_items[path] += ns;
                 }
@@ -198,12 +218,37 @@ static inline void cuda_attn_plan_walk(const cuda_attn_config *c, uint32_t n_seq
     p->n_items[1] = n_items[1];
     p->n_groups = n_groups;
     p->partial_floats = partial;
+    p->combine_rows = combine_rows;
+    p->combine_splits = combine_splits;
+    p->combine_floats = combine_floats;
+}
+
+/* The automatic split count for `unsplit` blocks and a wave of `wave` blocks: of 1 ..
+ * ceil(wave / unsplit), the one whose waves finish first, counting ceil(unsplit s / wave) waves
+ * of blocks 1/s as long (ties: fewer splits). 8 blocks on a wave of 324 (3 per SM on 108 SMs)
+ * split 40 ways (320 blocks, one wave), not 41 (328: a second wave of 4 blocks). */
+static inline int32_t cuda_attn_wave_splits(int64_t unsplit, int64_t wave)
+{
+    if (unsplit <= 0 || wave <= unsplit)
+        return 1;
+    const int64_t s_max = (wave + unsplit - 1) / unsplit;
+    int64_t best = 1, best_waves = (unsplit + wave - 1) / wave;
+    for (int64_t s = 2; s <= s_max; s++) {
+        const int64_t waves = (unsplit * s + wave - 1) / wave;
+        if (waves * best < best_waves * s) { /* waves / s < best_waves / best */
+            best = s;
+            best_waves = waves;
+        }
+    }
+    return (int32_t)best;
 }
 
 /* Chooses the split count the way the other plugins do: kv_splits > 0 is asked of every row
  * block (clamped to its tiles); 0 splits only when the unsplit items would leave the GPU idle,
- * up to about target_items blocks; partials above partial_bytes_max halve the count until they
- * fit. Leaves p counted (items NULL) for the chosen split count. */
+ * up to about one wave of blocks (target_items, or target_items_mma when most unsplit items
+ * take the MMA path), rounded to whole waves (cuda_attn_wave_splits); partials above
+ * partial_bytes_max halve the count until they fit. Leaves p counted (items NULL) for the
+ * chosen split count. */
 static inline void cuda_attn_plan_splits(const cuda_attn_config *c, uint32_t n_seqs,
                                          const int32_t *q_lens, const int32_t *kv_lens,
                                          const int64_t *q_starts, int32_t kv_splits,
@@ -213,15 +258,80 @@ static inline void cuda_attn_plan_splits(const cuda_attn_config *c, uint32_t n_s
     p->splits = 1;
     cuda_attn_plan_walk(c, n_seqs, q_lens, kv_lens, q_starts, p);
     const int64_t unsplit = p->n_items[0] + p->n_items[1];
+    const int32_t target =
+        p->n_items[CUDA_ATTN_MMA] > p->n_items[CUDA_ATTN_SIMT] && c->target_items_mma > 0
+            ? c->target_items_mma
+            : c->target_items;
     p->auto_splits = kv_splits == 0;
     p->splits = kv_splits > 0 ? kv_splits : 1;
-    if (p->auto_splits && unsplit > 0 && unsplit < c->target_items)
-        p->splits = (int32_t)((c->target_items + unsplit - 1) / unsplit);
+    if (p->auto_splits)
+        p->splits = cuda_attn_wave_splits(unsplit, target);
     cuda_attn_plan_walk(c, n_seqs, q_lens, kv_lens, q_starts, p);
     while (p->splits > 1 && p->partial_floats * sizeof(float) > c->partial_bytes_max) {
         p->splits = (p->splits + 1) / 2;
         cuda_attn_plan_walk(c, n_seqs, q_lens, kv_lens, q_starts, p);
     }
+}
+
+/* qsort order of MMA items: most keys first, then by token and head (every item has its own
+ * (token block, head, first key), so the order is total and the launch deterministic). */
+static inline int cuda_attn_item_heavier_first(const void *a, const void *b)
+{
+    const cuda_attn_item *x = (const cuda_attn_item *)a, *y = (const cuda_attn_item *)b;
+    const int32_t wx = x->j_end - x->j_begin, wy = y->j_end - y->j_begin;
+    if (wx != wy)
+        return wx > wy ? -1 : 1;
+    if (x->tok0 != y->tok0)
+        return x->tok0 < y->tok0 ? -1 : 1;
+    if (x->head0 != y->head0)
+        return x->head0 < y->head0 ? -1 : 1;
+    return x->j_begin < y->j_begin ? -1 : x->j_begin > y->j_begin;
+}
+
+/* Reorders the emitted MMA items heaviest first (most keys). Blocks start roughly in launch
+ * order, so in a causal prefill the late token blocks, which see the most keys, fill the first
+ * waves and the tail wave holds light blocks instead of one long block that runs alone. Items
+ * carry their own partial offsets and the combine walks groups, so any order is valid. The
+ * SIMT items (decode: equal key ranges) keep the walk's order. */
+static inline void cuda_attn_plan_order(cuda_attn_plan *p)
+{
+    if (p->items[CUDA_ATTN_MMA] && p->n_items[CUDA_ATTN_MMA] > 1)
+        qsort(p->items[CUDA_ATTN_MMA], (size_t)p->n_items[CUDA_ATTN_MMA], sizeof(cuda_attn_item),
+              cuda_attn_item_heavier_first);
+}
+
+/* The combine's launch: each group's rows * head_dim output elements cut into `chunks` runs of
+ * `chunk` elements, one block of `threads` (= chunk) threads per run, `blocks` = groups x
+ * chunks, and shared memory for the weights of the rows one run touches (all of a group's
+ * splits). Blocks shrink from 128 to 32 threads while there are fewer of them than SMs (or
+ * half of them would cover a group), so that a decode with few groups still spreads over the
+ * GPU: 32/8 heads, D = 128, batch 1 gives 8 groups of 4 rows, 128 blocks of 32 threads. */
+typedef struct cuda_attn_combine_shape {
+    int32_t threads, chunk, chunks;
+    int64_t blocks;
+    uint64_t smem_bytes;
+} cuda_attn_combine_shape;
+
+static inline void cuda_attn_combine_plan(const cuda_attn_plan *p, int32_t head_dim, int32_t sms,
+                                          cuda_attn_combine_shape *out)
+{
+    const int64_t elems = (int64_t)p->combine_rows * head_dim;
+    int32_t threads = 128;
+    while (threads > 32 &&
+           (threads / 2 >= elems || p->n_groups * ((elems + threads - 1) / threads) < sms))
+        threads /= 2;
+    out->threads = threads;
+    out->chunk = threads;
+    out->chunks = (int32_t)((elems + threads - 1) / threads);
+    out->blocks = p->n_groups * out->chunks;
+    /* A run of `chunk` elements touches at most (chunk - 1) / head_dim + 2 rows. */
+    int64_t rows = (threads - 1) / head_dim + 2;
+    if (rows > p->combine_rows)
+        rows = p->combine_rows;
+    int64_t floats = rows * p->combine_splits;
+    if (floats > p->combine_floats)
+        floats = p->combine_floats;
+    out->smem_bytes = (uint64_t)floats * sizeof(float);
 }
 
 #ifdef __cplusplus

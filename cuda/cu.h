@@ -23,6 +23,9 @@ typedef struct cuda_device {
     struct cudaDeviceProp prop;
     int driver_version;
     int runtime_version;
+    /* attention.cu: blocks per SM of each attention kernel instantiation on this device, 0 until
+     * its launch attributes are set (once; two threads that race both set the same values). */
+    int attn_blocks_per_sm[16];
 } cuda_device;
 
 typedef struct cuda_buffer {

@@ -94,7 +94,8 @@ extern "C" trit_status cuda_rope_kv_append(void *stream, const trit_plugin_rope_
         snprintf(msg, sizeof(msg),
                  "rope_kv_append: head dim %d / rot_dims %d / %lld tokens out of range",
                  (int)a->head_dim, (int)a->rot_dims, (long long)total);
-        dev->host->set_error(dev->host->user, msg);
+        if (dev->host && dev->host->set_error)
+            dev->host->set_error(dev->host->user, msg);
         return TRIT_ERROR_UNSUPPORTED;
     }
 

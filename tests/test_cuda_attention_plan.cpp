@@ -554,8 +554,21 @@ void launch_all(const cuda_attn_plan &plan, attn_params prm, bool kv16,
         else
             emu::launch(attn_simt_kernel<D, float>, plan.n_items[0], prm);
     }
-    if (plan.n_groups)
-        emu::launch(attn_combine_kernel, plan.n_groups, prm);
+    if (plan.n_groups) {
+        // The host's grid: runs of 32..128 output elements per block (a few SMs: 128 threads,
+        // many: 32), with exactly the shared memory the host asks for.
+        for (int32_t sms : {1, 100000}) {
+            cuda_attn_combine_shape cs;
+            cuda_attn_combine_plan(&plan, prm.head_dim, sms, &cs);
+            ASSERT_LE(cs.smem_bytes, (uint64_t)kCombineFloatsMax * sizeof(float));
+            prm.combine_chunk = cs.chunk;
+            prm.combine_chunks = cs.chunks;
+            emu::use_smem(smem_raw, sizeof(smem_raw));
+            emu::launch(attn_combine_kernel, dim3{(unsigned)cs.blocks, 1, 1}, (unsigned)cs.threads,
+                        (size_t)cs.smem_bytes, prm);
+            emu::use_smem(nullptr, 0);
+        }
+    }
 }
 
 static double run_emulated(const EmuCase &c, int *paths_used)
@@ -668,6 +681,7 @@ static double run_emulated(const EmuCase &c, int *paths_used)
     cfg.simt_tile = simt_tile(d, c.kv16 ? 2 : 4);
     cfg.target_items = 4 * 132;
     cfg.partial_bytes_max = kPartialBytesMax;
+    cfg.combine_floats_max = kCombineFloatsMax;
     cuda_attn_plan plan;
     cuda_attn_plan_splits(&cfg, (uint32_t)S, c.q_lens.data(), c.kv_lens.data(), starts.data(),
                           c.kv_splits, &plan);
@@ -679,6 +693,7 @@ static double run_emulated(const EmuCase &c, int *paths_used)
     plan.items[1] = items[1].data();
     plan.groups = groups.data();
     cuda_attn_plan_walk(&cfg, (uint32_t)S, c.q_lens.data(), c.kv_lens.data(), starts.data(), &plan);
+    cuda_attn_plan_order(&plan); // as the host launches them
     std::vector<float> partials(plan.partial_floats + 1, NAN);
     paths_used[0] += plan.n_items[0] > 0;
     paths_used[1] += plan.n_items[1] > 0;
