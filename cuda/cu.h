@@ -26,6 +26,16 @@ typedef struct cuda_device {
     /* attention.cu: blocks per SM of each attention kernel instantiation on this device, 0 until
      * its launch attributes are set (once; two threads that race both set the same values). */
     int attn_blocks_per_sm[16];
+    /* gemv.cu: what the GEMV learns at the device's first use (cuda_gemv_prepare), read without
+     * a lock once `ready` is set (stored last, with release; two threads that race both compute
+     * the same values). */
+    struct {
+        int ready;
+        int no_image;         /* the build has no kernel image for this device */
+        int pdl;              /* launch with programmatic dependent launch */
+        int forced_splits;    /* cuda.gemv_splits, 0 if unset */
+        size_t prologue_smem; /* the prologue's dynamic shared memory limit (opt-in set) */
+    } gemv;
 } cuda_device;
 
 typedef struct cuda_buffer {

@@ -9,37 +9,58 @@
 //  1. gemv_prologue: one block of PRO_THREADS per token: RMSNorm (fp64 sums in a fixed tree
 //     order), max|x'|, then int8 pseudo-columns (INT8: the absmax quantization; FLOAT: four
 //     base-256 digits of x' in 30-bit fixed point, as the CPU plugin) with their per-chunk and
-//     per-column sums, since the weights are biased codes (w + 1).
+//     per-column sums, since the weights are biased codes (w + 1). The first two passes are
+//     unrolled x8, loads first (the sum of squares keeps its per-thread order, so results are
+//     bit-identical; max|x'| reads four elements a load where the row is aligned) and keep x' in
+//     shared memory (when 256 + 4 kp bytes fit the device's opt-in limit: K up to ~58000 on an
+//     H100, ~41000 on an A100, ~25000 on sm_86/89), so the last pass neither reloads x and g
+//     nor recomputes x'; beyond that it reloads them.
 //  2. gemv_main<T, PLANES, MATS, BLOCK>: a warp owns 4 weight rows (4 rows of W, or 2 rows of
 //     the gate and the same 2 of up; half that when a tile has 8 or more pseudo-columns, to stay
 //     in registers); its 32 lanes walk the row's chunks with stride 32, so one
 //     load instruction reads 512 contiguous bytes of each row (one 16-byte uint4 per lane, L1
 //     bypassed). Each decoded chunk serves the T tokens of the block's token tile (T * PLANES
-//     pseudo-columns: 16 dp4a each). The next chunk's loads are issued before the current one is
-//     used. Lane sums meet by an xor butterfly (same result on every lane, fixed order), and
-//     the lanes then run the epilogue of the warp's (row, token) pairs.
+//     pseudo-columns: 16 dp4a each). The next chunk's loads are issued before the current one
+//     is used (the next two chunks' with one pseudo-column and no block scales: INT8 N = 1).
+//     Lane sums meet by an xor butterfly (same result on every lane, fixed order), and the
+//     lanes then run the epilogue of the warp's (row, token) pairs.
 //     Split-K (grid.y > 1, for short-wide matrices that would leave SMs idle): each split owns a
 //     fixed chunk range and writes its partials to scratch; gemv_finish sums the splits in index
 //     order and runs the epilogue, so results never depend on timing.
-//  On sm_90 the main kernel is launched with programmatic dependent launch: its blocks start and
-//  issue their first weight loads while the prologue runs, and wait (griddepcontrol.wait) before
-//  reading its output. Option cuda.gemv_pdl=off turns that off; cuda.gemv_splits=S forces S
-//  splits (tests use it to put every conformance case through split-K).
+//  Programmatic dependent launch (PDL): the main kernel's blocks start while the prologue runs,
+//  prefetch their warp's first two iterations of weight chunks into L2 (prefetch.global.L2:
+//  volatile asm, which ptxas keeps above griddepcontrol.wait, where it used to sink the first
+//  loads below the wait in 28 of the 32 variants; now all 32 prefetch, checked in the sm_90
+//  SASS) and wait (griddepcontrol.wait) before reading the prologue's output. The split-K finish
+//  is launched the same way and waits before reading the partials. The wait is compiled only
+//  from PTX 9.0 up, so PDL is used only where the main kernel's cudaFuncGetAttributes ptxVersion
+//  is >= 90 (a compute_80 PTX JIT-compiled on an H100 has no wait and would race). Option
+//  cuda.gemv_pdl=off turns PDL off; cuda.gemv_splits=S forces S splits (tests use it to put
+//  every conformance case through split-K); both are read once per device, at its first GEMV
+//  use (gemv_prepare), with the kernel-image check that supports() reports.
 //
 // Floor (H100 SXM, 3.35 TB/s): the codes are M K / 4 bytes; 8192 x 28672 is 58.7 MB = 17.5 us,
 // BitNet-2B 2560 x 2560 1.6 MB = 0.49 us, 6912 x 2560 (gate+up pair 8.8 MB) = 2.6 us,
 // 2560 x 6912 4.4 MB = 1.3 us. Expected: INT8 N = 1 is memory bound: per 64 weights a lane does
 // 16 dp4a + 16 AND + 12 shifts, ~0.75 integer ops per weight, about 45% of the SM's integer
-// issue rate at 3.35 TB/s; at 72 registers, 24 warps per SM keep ~48 KB of loads in flight,
-// more than the DRAM latency needs (~20 KB per SM); the big matrix (M = 8192 or 28672, no
-// split-K) should run at >= 90% of copy bandwidth in the main kernel, plus the
-// prologue (~1-2 us for N = 1, hidden in part by PDL). The small BitNet matrices are latency
-// bound (one or two DRAM round trips plus launch gaps: a few us, not the 0.5-2.6 us floor).
+// issue rate at 3.35 TB/s; at 80 registers (6 blocks, 24 warps per SM) a two-deep ring of
+// loads keeps ~96 KB in flight per SM, well past what the DRAM latency needs (~20 KB per SM);
+// the big matrix (M = 8192 or 28672, no split-K) should run at >= 90% of copy bandwidth in the
+// main kernel, plus the prologue. The prologue is latency bound: at K = 28672 (N = 1, RMSNorm)
+// it makes ~7 dependent round trips for the sum of squares and 2 for max|x'| (x is usually in
+// L2: ~0.2-0.6 us each), then 14 steps from shared memory, an estimated 3-7 us (it was one
+// round trip per 512 elements and pass, ~170 in all: 10-30 us); at K = 2560 about 1-2 us. PDL
+// overlaps it with the L2 prefetch of the first 4 KB per warp (~13 MB on an H100 at full
+// occupancy, ~4 us of DRAM time), so most of it should hide. Estimates, not measurements.
+// The small BitNet matrices are latency bound (one or two DRAM round trips plus launch gaps:
+// a few us, not the 0.5-2.6 us floor).
 // FLOAT does 4x the dp4a of INT8 (four digit planes), ~64 dp4a lanes per SM per cycle at
 // 3.35 TB/s, about the dp4a issue limit: expect it near, not at, the floor. Large N is compute
 // bound (16 N dp4a per 64 weights); FLOAT with N > 4 makes one weight pass per 4 tokens.
 // Short-wide shapes (2560 x 6912: 160 blocks of 4 warps for 132 SMs) take split-K, which adds
-// the finish kernel's launch.
+// the finish kernel (launched with PDL, so its launch overlaps the main kernel's tail).
+// Limits: K < 2^24 (a FLOAT plane sum reaches 128 K, which must stay below 2^31; upload rejects
+// larger K).
 // None of this has been measured: it has been compiled (sm_80, sm_90) but has never run on a GPU.
 // The device code and the launch planning live in gemv_kernels.h; this file is the host side.
 // tests/test_cuda_gemv_emulated.cpp runs those kernels, planned by the same plan_launch, on a CPU
@@ -83,14 +104,14 @@ trit_status set_error(const cuda_device *dev, trit_status st, const char *fmt, .
     return st;
 }
 
-// Turns a launch's error (from the launch call or cudaGetLastError) into a status and sentence.
+// Turns the error a launch call returned into a status and sentence. Only that return value
+// counts (cudaGetLastError would also report an earlier, unrelated failure); a failure is then
+// cleared from the runtime's last-error slot so that it does not surface elsewhere.
 trit_status launch_check(const cuda_device *dev, cudaError_t err, const char *what)
 {
-    const cudaError_t last = cudaGetLastError(); // also clears a launch error
-    if (err == cudaSuccess)
-        err = last;
     if (err == cudaSuccess)
         return TRIT_OK;
+    (void)cudaGetLastError();
     if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction)
         return set_error(dev, TRIT_ERROR_UNSUPPORTED,
                          "%s: no kernel image for sm_%d%d in this build (rebuild with "
@@ -103,6 +124,57 @@ const char *option(const cuda_device *dev, const char *key)
 {
     const trit_plugin_host *h = dev->host;
     return h && h->get_option ? h->get_option(h->user, key) : NULL;
+}
+
+// What the GEMV needs to know about a device, found at its first use and kept in dev->gemv:
+//  - whether this build has a kernel image for it (cudaFuncGetAttributes on the prologue fails
+//    without one; supports() then declines);
+//  - whether PDL is safe: pdl_wait is compiled only from PTX 9.0 up, so a main kernel built
+//    from older PTX (compute_80 JIT-compiled on an H100) has no griddepcontrol.wait and would
+//    read the prologue's output early; PDL is used only where its ptxVersion is >= 90;
+//  - the options cuda.gemv_pdl and cuda.gemv_splits (read once, not on every call);
+//  - the prologue's shared memory opt-in (x' kept there when K fits).
+trit_status gemv_prepare(cuda_device *dev)
+{
+    if (__atomic_load_n(&dev->gemv.ready, __ATOMIC_ACQUIRE))
+        return TRIT_OK;
+    trit_status st = cuda_use(dev);
+    if (st != TRIT_OK)
+        return st;
+    int no_image = 0, pdl = 0;
+    size_t pro_smem = kPrologueSmemBytes;
+    cudaFuncAttributes pro, mainf;
+    cudaError_t err = cudaFuncGetAttributes(&pro, gemv_prologue);
+    if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction) {
+        (void)cudaGetLastError();
+        no_image = 1;
+        err = cudaSuccess;
+    } else if (err == cudaSuccess) {
+        // Every main variant comes from the same compilation as this one.
+        err = cudaFuncGetAttributes(&mainf, gemv_main<1, 1, 1, false>);
+        const char *opt = option(dev, "gemv_pdl");
+        pdl = err == cudaSuccess && mainf.ptxVersion >= 90 && dev->prop.major >= 9 &&
+              !(opt && strcmp(opt, "off") == 0);
+        const size_t optin = dev->prop.sharedMemPerBlockOptin;
+        if (err == cudaSuccess && optin > pro.sharedSizeBytes + kPrologueSmemBytes) {
+            err = cudaFuncSetAttribute(gemv_prologue, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       (int)(optin - pro.sharedSizeBytes));
+            if (err == cudaSuccess)
+                pro_smem = optin - pro.sharedSizeBytes;
+        }
+    }
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cuda_fail(dev, err, "gemv: kernel attributes");
+    }
+    const char *force = option(dev, "gemv_splits");
+    const long forced = force ? strtol(force, NULL, 10) : 0;
+    dev->gemv.no_image = no_image;
+    dev->gemv.pdl = pdl;
+    dev->gemv.forced_splits = forced >= 1 && forced <= MAX_SPLITS ? (int)forced : 0;
+    dev->gemv.prologue_smem = pro_smem;
+    __atomic_store_n(&dev->gemv.ready, 1, __ATOMIC_RELEASE);
+    return TRIT_OK;
 }
 
 const void *tensor_ptr(const trit_plugin_tensor *t)
@@ -120,10 +192,10 @@ extern "C" trit_status cuda_ternary_create(void *device, const trit_ternary_host
     cuda_device *dev = (cuda_device *)device;
     if (!w || !w->codes || w->rows < 1 || w->cols < 1 || w->row_bytes < (uint64_t)(w->cols + 3) / 4)
         return set_error(dev, TRIT_ERROR_INTERNAL, "ternary upload: malformed host matrix");
-    if (w->cols > CU_GEMV_MAX_K || w->rows > INT32_MAX)
+    if (!cu_gemv_k_supported(w->cols) || w->rows > INT32_MAX)
         return set_error(dev, TRIT_ERROR_UNSUPPORTED,
                          "ternary upload: a %lld x %lld matrix is too large for the CUDA GEMV "
-                         "(rows < 2^31, cols <= 2^24 keep the int32 sums exact)",
+                         "(rows < 2^31, cols < 2^24 keep the int32 sums exact)",
                          (long long)w->rows, (long long)w->cols);
     const int64_t rows = w->rows, cols = w->cols, pitch = cu_gemv_pitch(cols);
     const int64_t nb = (cols + TRIT_SCALE_BLOCK_K - 1) / TRIT_SCALE_BLOCK_K;
@@ -245,9 +317,29 @@ extern "C" int cuda_gemv_supports(const cuda_device *dev, const trit_op_desc *de
         why = "gemv: N must be 1..16";
     else if (dev->prop.major * 10 + dev->prop.minor < 61)
         why = "gemv: the CUDA kernels need dp4a (sm_61 or newer)";
-    if (why && reason && reason_size)
-        snprintf(reason, reason_size, "%s", why);
-    return why == NULL;
+    if (why) {
+        if (reason && reason_size)
+            snprintf(reason, reason_size, "%s", why);
+        return 0;
+    }
+    // The device object is the plugin's own (const here only by the vtable's signature);
+    // preparing fills its GEMV cache.
+    cuda_device *d = (cuda_device *)dev;
+    if (gemv_prepare(d) != TRIT_OK) {
+        if (reason && reason_size)
+            snprintf(reason, reason_size, "gemv: %s",
+                     "the CUDA runtime could not query the GEMV kernels on this device");
+        return 0;
+    }
+    if (d->gemv.no_image) {
+        if (reason && reason_size)
+            snprintf(reason, reason_size,
+                     "gemv: this build has no kernel image for sm_%d%d (rebuild with "
+                     "TRIT_CUDA_ARCHS including %d%d)",
+                     dev->prop.major, dev->prop.minor, dev->prop.major, dev->prop.minor);
+        return 0;
+    }
+    return 1;
 }
 
 extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args)
@@ -259,9 +351,13 @@ extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args
         args->n > TRIT_GEMV_MAX_N || (wu && (wu->rows != w->rows || wu->cols != w->cols)))
         return set_error(dev, TRIT_ERROR_INTERNAL,
                          "gemv: arguments do not match the matrix (host validation missed it)");
-    trit_status st = cuda_use(dev);
+    trit_status st = gemv_prepare(dev);
+    if (st == TRIT_OK)
+        st = cuda_use(dev);
     if (st != TRIT_OK)
         return st;
+    if (dev->gemv.no_image)
+        return launch_check(dev, cudaErrorNoKernelImageForDevice, "gemv");
 
     const bool int8 = args->path == TRIT_GEMV_INT8;
     const int mats = wu ? 2 : 1, n = (int)args->n;
@@ -280,11 +376,9 @@ extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args
                          "gemv: a tensor's byte offset is not a multiple of its element size");
 
     // cuda.gemv_splits=S forces S splits (1..16), so tests can run every case through split-K.
-    const char *force = option(dev, "gemv_splits");
-    const long forced = force ? strtol(force, NULL, 10) : 0;
     const launch_plan pl =
         plan_launch(int8, n, mats, block, m, pitch, dev->prop.multiProcessorCount,
-                    forced >= 1 && forced <= MAX_SPLITS ? (int)forced : 0);
+                    dev->gemv.forced_splits, dev->gemv.prologue_smem);
     void *scratch = NULL;
     if ((st = cuda_stream_scratch(s, pl.scratch_bytes, &scratch)) != TRIT_OK)
         return st;
@@ -333,32 +427,36 @@ extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args
 
     bind_scratch(pl, (char *)scratch, &pa, &ma);
 
-    gemv_prologue<<<n, PRO_THREADS, kPrologueSmemBytes, s->stream>>>(pa);
-    if ((st = launch_check(dev, cudaSuccess, "gemv prologue launch")) != TRIT_OK)
+    // Launched with cudaLaunchKernelEx, whose return value is the launch's own error.
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.gridDim = dim3((unsigned)n, 1, 1);
+    cfg.blockDim = dim3(PRO_THREADS, 1, 1);
+    cfg.dynamicSmemBytes = pl.pro_smem;
+    cfg.stream = s->stream;
+    if ((st = launch_check(dev, cudaLaunchKernelEx(&cfg, gemv_prologue, pa),
+                           "gemv prologue launch")) != TRIT_OK)
         return st;
 
-    cudaLaunchConfig_t cfg;
+    // The main kernel and the split-K finish each start while their predecessor runs (PDL) and
+    // wait for it (griddepcontrol.wait) before reading its output.
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
     memset(&cfg, 0, sizeof(cfg));
     cfg.gridDim = dim3((unsigned)pl.blocks_x, (unsigned)pl.splits, (unsigned)pl.tiles);
     cfg.blockDim = dim3(MAIN_THREADS, 1, 1);
     cfg.dynamicSmemBytes = pl.v.smem;
     cfg.stream = s->stream;
-    cudaLaunchAttribute attr[1];
-    const char *pdl = option(dev, "gemv_pdl");
-    if (dev->prop.major >= 9 && !(pdl && strcmp(pdl, "off") == 0)) {
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = attr;
-        cfg.numAttrs = 1;
-    }
+    cfg.attrs = dev->gemv.pdl ? attr : NULL;
+    cfg.numAttrs = dev->gemv.pdl ? 1 : 0;
     if ((st = launch_check(dev, cudaLaunchKernelEx(&cfg, pl.v.main, ma), "gemv launch")) != TRIT_OK)
         return st;
 
     if (pl.splits > 1) {
-        memset(&cfg, 0, sizeof(cfg));
         cfg.gridDim = dim3((unsigned)pl.finish_blocks, 1, 1);
         cfg.blockDim = dim3(FIN_THREADS, 1, 1);
-        cfg.stream = s->stream;
+        cfg.dynamicSmemBytes = 0;
         st = launch_check(dev, cudaLaunchKernelEx(&cfg, pl.v.finish, ma),
                           "gemv split-K finish launch");
     }

@@ -3,8 +3,9 @@
  * the floors): the kernel arguments, the device helpers, gemv_prologue, gemv_main and
  * gemv_finish, and the launch planning (template variant, grid, splits, scratch layout) that
  * gemv.cu's host side and the tests both call. Kept apart from the host code so that a CPU
- * emulation (tests/cuda_emu.h defines TRIT_CUDA_GEMV_EMULATE and provides load_stream, pdl_wait
- * and pdl_launch_dependents in namespace cuda_gemv_kernels) runs the same kernel source; only
+ * emulation (tests/cuda_emu.h defines TRIT_CUDA_GEMV_EMULATE and the test provides load_stream,
+ * prefetch_l2, pdl_wait and pdl_launch_dependents in namespace cuda_gemv_kernels) runs the same
+ * kernel source; only
  * gemv.cu includes it in the plugin.
  */
 #ifndef TRIT_CUDA_GEMV_KERNELS_H
@@ -41,6 +42,7 @@ struct prologue_args {
     int64_t pitch;
     const float *g; // RMSNorm weight or NULL
     float eps;
+    int xp_cache;  // 1: x' is kept in dynamic shared memory (kp floats) for the quantization pass
     int planes;    // 1 (INT8) or CU_GEMV_PLANES (FLOAT)
     int8_t *q;     // [n * planes][kp]
     int32_t *qsum; // [n * planes][pitch]
@@ -91,9 +93,21 @@ __device__ __forceinline__ uint4 load_stream(const uint4 *p)
 #endif
 }
 
+// A hint that the 16 bytes at p (weights) will be read soon: the line is fetched into L2. Issued
+// before pdl_wait because, unlike the loads (which ptxas sinks below griddepcontrol.wait, next to
+// their first use), volatile asm keeps its place relative to the wait.
+__device__ __forceinline__ void prefetch_l2(const void *p)
+{
+#if defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
 // Programmatic dependent launch: wait until the prologue grid has completed and its writes are
 // visible. What the prologue writes is read with plain loads after this, never with ld.global.nc
-// (__ldg), which the compiler may treat as invariant and move.
+// (__ldg), which the compiler may treat as invariant and move. Compiled only for sm_90 and newer:
+// code built from older PTX has no wait, so the host enables PDL only where the kernel's
+// ptxVersion is 90 or more (a compute_80 PTX JIT-compiled on an H100 would otherwise race).
 __device__ __forceinline__ void pdl_wait()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -173,15 +187,42 @@ __device__ uint32_t block_max_u32(uint32_t v, uint32_t *sh)
 // --- 1. prologue ----------------------------------------------------------------------------
 
 // x' as the CPU plugin computes it: x * (1 / sqrt(mean(x^2) + eps)) * g in fp64, rounded once.
-__device__ __forceinline__ float xprime(const prologue_args &a, const void *xb, int64_t i,
-                                        double inv)
+__device__ __forceinline__ float xprime_of(float v, float g, bool has_g, double inv)
 {
-    const float v = load_elem(xb, i, a.x_f16);
-    if (!a.g)
+    if (!has_g)
         return v;
-    return (float)(__dmul_rn(__dmul_rn((double)v, inv), (double)a.g[i]));
+    return (float)(__dmul_rn(__dmul_rn((double)v, inv), (double)g));
 }
 
+// Four consecutive elements of x from element i (a multiple of 4) with one load: 16 bytes (f32)
+// or 8 (f16). The caller checked that the token's row is aligned for it.
+__device__ __forceinline__ float4 load_x4(const void *base, int64_t i, int f16)
+{
+    if (f16) {
+        const uint2 u = *reinterpret_cast<const uint2 *>((const unsigned short *)base + i);
+        return make_float4(__half2float(__ushort_as_half((unsigned short)(u.x & 0xffffu))),
+                           __half2float(__ushort_as_half((unsigned short)(u.x >> 16))),
+                           __half2float(__ushort_as_half((unsigned short)(u.y & 0xffffu))),
+                           __half2float(__ushort_as_half((unsigned short)(u.y >> 16))));
+    }
+    return *reinterpret_cast<const float4 *>((const float *)base + i);
+}
+
+// Dynamic shared memory of gemv_prologue: the reduction slots (one double and one uint32 per
+// warp, padded to 256 bytes), then with xp_cache the kp floats of x'.
+constexpr size_t kPrologueSmemBytes = 256;
+static_assert(PRO_THREADS / 32 * (sizeof(double) + sizeof(uint32_t)) <= kPrologueSmemBytes,
+              "prologue reduction slots fit their 256 bytes");
+__host__ __device__ constexpr size_t prologue_smem_bytes(int64_t kp, bool xp_cache)
+{
+    return kPrologueSmemBytes + (xp_cache ? (size_t)kp * sizeof(float) : 0);
+}
+
+// The prologue. The two passes over x (sum of squares; max|x'|) are unrolled x8 with their loads
+// issued before their uses, so they cost ceil(K / 4096) and, where the row is 16-byte aligned
+// (four elements a load), ceil(K / 16384) dependent round trips instead of one per 512
+// elements each. The third pass (quantization) reads x' back from shared memory, or where kp
+// floats do not fit the shared memory the host allows, reloads x and g (a step at a time).
 __global__ void __launch_bounds__(PRO_THREADS) gemv_prologue(const prologue_args a)
 {
     // The main kernel may start now; it waits for this grid to finish before reading q.
@@ -190,27 +231,98 @@ __global__ void __launch_bounds__(PRO_THREADS) gemv_prologue(const prologue_args
     extern __shared__ __align__(16) unsigned char smem_raw[];
     double *const sh_d = reinterpret_cast<double *>(smem_raw);                    // [warps]
     uint32_t *const sh_u = reinterpret_cast<uint32_t *>(sh_d + PRO_THREADS / 32); // [warps]
+    float *const xs = reinterpret_cast<float *>(smem_raw + kPrologueSmemBytes);   // [kp] x'
     const int tok = blockIdx.x;
     const void *xb = a.x_f16 ? (const void *)((const unsigned short *)a.x + tok * a.x_stride)
                              : (const void *)((const float *)a.x + tok * a.x_stride);
     const int tid = threadIdx.x, nthr = blockDim.x;
+    const int64_t k = a.k;
+    const bool has_g = a.g != nullptr;
+    // Four elements per load where the row (and g) allow it.
+    const bool vec = (uintptr_t)xb % (a.x_f16 ? 8 : 16) == 0 && (uintptr_t)a.g % 16 == 0;
 
+    // 1. Sum of squares: thread i sums elements i, i + 512, ... in that order (the order the
+    // layout fixes, CU_GEMV_PRO_THREADS), eight loads ahead of the fma's.
     double inv = 1.0;
-    if (a.g) {
+    if (has_g) {
         double part = 0.0;
-        for (int64_t i = tid; i < a.k; i += nthr) {
-            const double v = (double)load_elem(xb, i, a.x_f16);
-            part = __fma_rn(v, v, part);
+        for (int64_t i0 = tid; i0 < k; i0 += 8 * (int64_t)nthr) {
+            float v[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int64_t i = i0 + (int64_t)u * nthr;
+                v[u] = i < k ? load_elem(xb, i, a.x_f16) : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (i0 + (int64_t)u * nthr < k)
+                    part = __fma_rn((double)v[u], (double)v[u], part);
         }
         const double ss = block_sum(part, sh_d);
-        inv = 1.0 / sqrt(ss / (double)a.k + (double)a.eps);
+        inv = 1.0 / sqrt(ss / (double)k + (double)a.eps);
     }
 
-    // a = max |x'| as bits (NaN sorts above inf, so "not finite" is one compare).
+    // 2. a = max |x'| as bits (NaN sorts above inf, so "not finite" is one compare); the order
+    // does not matter, so a thread takes groups of four elements. x' goes to shared memory.
     uint32_t mb = 0;
-    for (int64_t i = tid; i < a.k; i += nthr)
-        mb = max(mb, __float_as_uint(xprime(a, xb, i, inv)) & 0x7fffffffu);
-    const uint32_t abits = block_max_u32(mb, sh_u);
+    if (vec) {
+        const int64_t quads = k / 4;
+        for (int64_t q0 = tid; q0 < quads; q0 += 8 * (int64_t)nthr) {
+            float4 xv[8], gv[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int64_t q = q0 + (int64_t)u * nthr;
+                if (q < quads) {
+                    xv[u] = load_x4(xb, 4 * q, a.x_f16);
+                    gv[u] = has_g ? *reinterpret_cast<const float4 *>(a.g + 4 * q)
+                                  : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                } else {
+                    xv[u] = gv[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int64_t q = q0 + (int64_t)u * nthr;
+                if (q >= quads)
+                    break;
+                const float4 p = make_float4(xprime_of(xv[u].x, gv[u].x, has_g, inv),
+                                             xprime_of(xv[u].y, gv[u].y, has_g, inv),
+                                             xprime_of(xv[u].z, gv[u].z, has_g, inv),
+                                             xprime_of(xv[u].w, gv[u].w, has_g, inv));
+                mb = max(mb, __float_as_uint(p.x) & 0x7fffffffu);
+                mb = max(mb, __float_as_uint(p.y) & 0x7fffffffu);
+                mb = max(mb, __float_as_uint(p.z) & 0x7fffffffu);
+                mb = max(mb, __float_as_uint(p.w) & 0x7fffffffu);
+                if (a.xp_cache)
+                    *reinterpret_cast<float4 *>(xs + 4 * q) = p;
+            }
+        }
+    }
+    // The elements the vector loop did not take (all of them without it), one at a time.
+    for (int64_t i0 = (vec ? k / 4 * 4 : 0) + tid; i0 < k; i0 += 8 * (int64_t)nthr) {
+        float xv[8], gv[8];
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int64_t i = i0 + (int64_t)u * nthr;
+            if (i < k) {
+                xv[u] = load_elem(xb, i, a.x_f16);
+                gv[u] = has_g ? a.g[i] : 1.0f;
+            } else {
+                xv[u] = gv[u] = 0.0f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 8; u++) {
+            const int64_t i = i0 + (int64_t)u * nthr;
+            if (i >= k)
+                break;
+            const float p = xprime_of(xv[u], gv[u], has_g, inv);
+            mb = max(mb, __float_as_uint(p) & 0x7fffffffu);
+            if (a.xp_cache)
+                xs[i] = p;
+        }
+    }
+    const uint32_t abits = block_max_u32(mb, sh_u); // (its barrier also publishes xs)
     const float amax = __uint_as_float(abits);
     const bool finite = abits < 0x7f800000u;
     const bool zero = !finite || amax == 0.0f;
@@ -226,12 +338,35 @@ __global__ void __launch_bounds__(PRO_THREADS) gemv_prologue(const prologue_args
         const int64_t wi = base + lane;
         uint32_t wv[CU_GEMV_PLANES] = {0, 0, 0, 0};
         if (wi < words && !zero) {
+            // x' of the word's four elements: from shared memory, else x and g again (one load
+            // each where aligned and whole).
+            float xq[4];
+            if (a.xp_cache) {
+                const float4 p = *reinterpret_cast<const float4 *>(xs + wi * 4);
+                xq[0] = p.x, xq[1] = p.y, xq[2] = p.z, xq[3] = p.w;
+            } else if (vec && wi * 4 + 3 < k) {
+                const float4 xv = load_x4(xb, wi * 4, a.x_f16);
+                const float4 gv = has_g ? *reinterpret_cast<const float4 *>(a.g + wi * 4)
+                                        : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                xq[0] = xprime_of(xv.x, gv.x, has_g, inv);
+                xq[1] = xprime_of(xv.y, gv.y, has_g, inv);
+                xq[2] = xprime_of(xv.z, gv.z, has_g, inv);
+                xq[3] = xprime_of(xv.w, gv.w, has_g, inv);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int64_t i = wi * 4 + e;
+                    xq[e] = i < k ? xprime_of(load_elem(xb, i, a.x_f16), has_g ? a.g[i] : 1.0f,
+                                              has_g, inv)
+                                  : 0.0f;
+                }
+            }
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int64_t i = wi * 4 + e;
-                if (i >= a.k)
+                if (i >= k)
                     break;
-                const float xp = xprime(a, xb, i, inv);
+                const float xp = xq[e];
                 if (planes == 1) {
                     wv[0] |= (uint32_t)(uint8_t)cu_gemv_quantize(xp, s) << (8 * e);
                 } else {
@@ -340,6 +475,14 @@ template <int T, int PLANES> __host__ __device__ constexpr int slots_of()
     return T * PLANES >= 8 ? 2 : MAX_SLOTS;
 }
 
+// Iterations of weight loads a lane keeps in flight (see gemv_main): two where one
+// pseudo-column without block scales leaves the registers for it (80 of the 80 that 6 blocks per
+// SM allow, no spills on sm_80 / sm_90; with block scales ptxas spilled), else one.
+template <int T, int PLANES, bool BLOCK> __host__ __device__ constexpr int ring_depth_of()
+{
+    return T * PLANES == 1 && !BLOCK ? 2 : 1;
+}
+
 // Blocks per SM asked of ptxas: the one-pseudo-column variants (INT8 decode, the case that must
 // run at memory speed) need ~70 registers, and 6 blocks (24 warps) keep ~48 KB of loads in flight
 // per SM; four pseudo-columns (FLOAT decode) fit 3 blocks (<= 170 registers, ~24 KB in flight)
@@ -393,10 +536,25 @@ __global__ void __launch_bounds__(MAIN_THREADS, (min_blocks_of<T, PLANES, BLOCK>
             acc[s][p] = 0;
 
     int64_t c = c0 + lane;
-    uint4 nxt[SLOTS];
+    // The weights do not depend on the prologue: while it runs, pull the warp's first two
+    // iterations of chunks into L2 (these stay above the wait; the loads below may not).
 #pragma unroll
-    for (int s = 0; s < SLOTS; s++)
-        nxt[s] = c < c1 ? load_stream(wp[s] + c) : make_uint4(0, 0, 0, 0);
+    for (int s = 0; s < SLOTS; s++) {
+        if (c < c1)
+            prefetch_l2(wp[s] + c);
+        if (c + 32 < c1)
+            prefetch_l2(wp[s] + c + 32);
+    }
+    // A ring of DEPTH iterations of loads in flight: two for INT8 decode without block scales
+    // (the case that must run at memory speed), one where the registers are needed for decoded
+    // chunks, sums and block scales.
+    constexpr int DEPTH = ring_depth_of<T, PLANES, BLOCK>();
+    uint4 ring[DEPTH][SLOTS];
+#pragma unroll
+    for (int d = 0; d < DEPTH; d++)
+#pragma unroll
+        for (int s = 0; s < SLOTS; s++)
+            ring[d][s] = c + 32 * d < c1 ? load_stream(wp[s] + c + 32 * d) : make_uint4(0, 0, 0, 0);
 
     pdl_wait(); // the prologue's q, sums and column scales are complete past this point
 
@@ -404,11 +562,16 @@ __global__ void __launch_bounds__(MAIN_THREADS, (min_blocks_of<T, PLANES, BLOCK>
         uint32_t pl[SLOTS][16];
 #pragma unroll
         for (int s = 0; s < SLOTS; s++)
-            cu_gemv_decode_chunk(nxt[s].x, nxt[s].y, nxt[s].z, nxt[s].w, pl[s]);
-        if (c + 32 < c1) {
+            cu_gemv_decode_chunk(ring[0][s].x, ring[0][s].y, ring[0][s].z, ring[0][s].w, pl[s]);
+#pragma unroll
+        for (int d = 0; d + 1 < DEPTH; d++)
 #pragma unroll
             for (int s = 0; s < SLOTS; s++)
-                nxt[s] = load_stream(wp[s] + c + 32);
+                ring[d][s] = ring[d + 1][s];
+        if (c + 32 * DEPTH < c1) {
+#pragma unroll
+            for (int s = 0; s < SLOTS; s++)
+                ring[DEPTH - 1][s] = load_stream(wp[s] + c + 32 * DEPTH);
         }
         float bs[SLOTS];
         if constexpr (BLOCK) {
@@ -438,6 +601,9 @@ __global__ void __launch_bounds__(MAIN_THREADS, (min_blocks_of<T, PLANES, BLOCK>
             }
         }
     }
+
+    // With split-K the finish kernel (launched with PDL) may start; it waits for this grid.
+    pdl_launch_dependents();
 
     // Lane sums -> one value per (slot, pseudo-column), kept as bits in shared memory.
     uint32_t *const r = red + wib * SLOTS * P;
@@ -479,10 +645,11 @@ __global__ void __launch_bounds__(MAIN_THREADS, (min_blocks_of<T, PLANES, BLOCK>
 }
 
 // Split-K: one thread per (row, token) sums the splits' partials in split order, then the
-// epilogue.
+// epilogue. Launched with PDL after gemv_main: nothing is read before the wait.
 template <int PLANES, int MATS, bool BLOCK>
 __global__ void __launch_bounds__(FIN_THREADS) gemv_finish(const main_args a)
 {
+    pdl_wait(); // the partials (and, through gemv_main's own wait, the prologue's output)
     const int64_t i = (int64_t)blockIdx.x * FIN_THREADS + threadIdx.x;
     if (i >= a.m * a.n)
         return;
@@ -522,9 +689,6 @@ struct variant {
     int rows;    // rows of each matrix per warp
     size_t smem; // dynamic shared memory of gemv_main: one sum per (warp, slot, pseudo-column)
 };
-
-// Dynamic shared memory of gemv_prologue: one double and one uint32 per warp.
-constexpr size_t kPrologueSmemBytes = PRO_THREADS / 32 * (sizeof(double) + sizeof(uint32_t));
 
 template <int T, int PLANES, int MATS, bool BLOCK> variant make_variant()
 {
@@ -567,12 +731,14 @@ inline uint64_t align256(uint64_t v)
     return (v + 255) & ~(uint64_t)255;
 }
 
-// What one call launches: gemv_prologue on n blocks of PRO_THREADS (kPrologueSmemBytes),
+// What one call launches: gemv_prologue on n blocks of PRO_THREADS (prologue_smem_bytes),
 // v.main on (blocks_x, splits, tiles) blocks of MAIN_THREADS (v.smem), and with splits > 1
 // v.finish on finish_blocks blocks of FIN_THREADS; and where each array lives in the scratch.
 struct launch_plan {
     variant v;
     int planes, tiles, splits;
+    bool xp_cache;   // the prologue keeps x' in shared memory
+    size_t pro_smem; // its dynamic shared memory
     int64_t blocks_x, finish_blocks;
     // Byte offsets into the scratch, each on 256 bytes: q [n * planes][kp] int8, qsum
     // [n * planes][pitch] and qtot [n * planes] int32, colf [n] float, unit [n] double, the
@@ -583,11 +749,14 @@ struct launch_plan {
 // Plans a call: m x k matrices (pitch chunks a row), `mats` 1 or 2 (gated pair), `block`: some
 // matrix keeps block scales. Split-K is chosen when the row groups leave the SMs short of work
 // (about 4 blocks per SM on `sm_count` SMs), keeping at least one chunk per lane in every split;
-// forced_splits in 1..MAX_SPLITS overrides that (0: no override).
+// forced_splits in 1..MAX_SPLITS overrides that (0: no override). The prologue keeps x' in
+// shared memory when that fits prologue_smem_limit (the device's opt-in maximum per block).
 inline launch_plan plan_launch(bool int8, int n, int mats, bool block, int64_t m, int64_t pitch,
-                               int sm_count, int forced_splits)
+                               int sm_count, int forced_splits, size_t prologue_smem_limit)
 {
     launch_plan pl;
+    pl.xp_cache = prologue_smem_bytes(pitch * CU_GEMV_CHUNK, true) <= prologue_smem_limit;
+    pl.pro_smem = prologue_smem_bytes(pitch * CU_GEMV_CHUNK, pl.xp_cache);
     pl.v = pick_variant(int8, n, mats, block);
     pl.planes = int8 ? 1 : CU_GEMV_PLANES;
     pl.tiles = (n + pl.v.t - 1) / pl.v.t;
@@ -622,6 +791,7 @@ inline launch_plan plan_launch(bool int8, int n, int mats, bool block, int64_t m
 inline void bind_scratch(const launch_plan &pl, char *scratch, prologue_args *pa, main_args *ma)
 {
     pa->planes = pl.planes;
+    pa->xp_cache = pl.xp_cache;
     pa->q = (int8_t *)(scratch + pl.q_off);
     pa->qsum = (int32_t *)(scratch + pl.qsum_off);
     pa->qtot = (int32_t *)(scratch + pl.qtot_off);

@@ -44,12 +44,22 @@ enum {
     CU_GEMV_BLOCK_CHUNKS = 4, /* chunks per scale block (TRIT_SCALE_BLOCK_K = 256) */
     CU_GEMV_PLANES = 4,       /* FLOAT path: base-256 digits per token */
     CU_GEMV_LANES = 32,       /* lanes of a warp that split a row's chunks */
-    CU_GEMV_MAX_K = 1 << 24,  /* |sum w q| <= 128 K stays below 2^31 */
+    /* Largest K: FLOAT digits reach -128, so |sum w q| <= 128 K, which must stay below 2^31
+     * (at K = 2^24, w = -1 against digits -128 sums to +2^31 and wraps). INT8 (|q| <= 127)
+     * would allow a little more; one limit keeps the two paths alike. */
+    CU_GEMV_MAX_K = (1 << 24) - 1,
     /* Threads of the prologue's block (one block per token). Its RMSNorm sum of squares is
      * fixed by this: thread i sums elements i, i + 512, ... with fma in fp64, a warp's 32 sums
      * meet by an xor butterfly, then the 16 warp sums are added in warp order. */
     CU_GEMV_PRO_THREADS = 512,
 };
+
+/* Whether a matrix with `cols` columns keeps every int32 sum of the kernels exact (upload
+ * rejects the others). */
+CU_GEMV_HD int cu_gemv_k_supported(int64_t cols)
+{
+    return cols >= 1 && cols <= CU_GEMV_MAX_K;
+}
 
 /* Chunks per row (the row pitch in uint4 units). */
 CU_GEMV_HD int64_t cu_gemv_pitch(int64_t cols)
@@ -171,8 +181,8 @@ CU_GEMV_HD int32_t cu_gemv_int8_acc(uint32_t raw, int32_t qtot)
 
 /* FLOAT with per-tensor or per-row scales: t = (sum over planes of the exact digit sums times
  * 256^p) * unit * scale, the integer part exact in int64 (each plane's sum is below 2^31 in
- * magnitude for K <= 2^24), then one rounding to f32 as the CPU plugin does. `raw` are the raw
- * sums of code * digit (mod 2^32), `qtot` the digit sums. */
+ * magnitude for K <= CU_GEMV_MAX_K), then one rounding to f32 as the CPU plugin does. `raw` are the
+ * raw sums of code * digit (mod 2^32), `qtot` the digit sums. */
 CU_GEMV_HD float cu_gemv_float_combine(const uint32_t raw[CU_GEMV_PLANES],
                                        const int32_t qtot[CU_GEMV_PLANES], double unit, float scale)
 {

@@ -78,10 +78,17 @@ struct alignas(16) float4 {
 struct alignas(16) uint4 {
     uint32_t x, y, z, w;
 };
+struct alignas(8) uint2 {
+    uint32_t x, y;
+};
 struct dim3 {
     unsigned x, y, z;
 };
 inline uint4 make_uint4(uint32_t a, uint32_t b, uint32_t c, uint32_t d)
+{
+    return {a, b, c, d};
+}
+inline float4 make_float4(float a, float b, float c, float d)
 {
     return {a, b, c, d};
 }

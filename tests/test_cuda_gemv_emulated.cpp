@@ -7,10 +7,14 @@
 // block scales, no exp in the activation).
 //
 // What the emulation adds for this kernel: ld.global.nc loads (load_stream) must be 16-byte
-// aligned and inside a weight matrix; programmatic dependent launch is modelled by showing the
-// main kernel poison instead of the prologue's output until a thread of the block has executed
-// griddepcontrol.wait (pdl_wait), so a read of q before the wait fails the comparison (checked
+// aligned and inside a weight matrix, and so must L2 prefetches (prefetch_l2), of which every
+// call must issue some before the wait; programmatic dependent launch is modelled by showing the
+// main kernel poison instead of the prologue's output, and the split-K finish poison instead of
+// all the scratch (partials included), until a thread of the block has executed
+// griddepcontrol.wait (pdl_wait), so a read before the wait fails the comparison (checked
 // for the first thread that runs: thread 0, or the last with TRIT_TEST_EMULATION_REVERSE=1);
+// the prologue runs both with x' kept in shared memory and with x reloaded, on aligned rows
+// (four elements a load) and misaligned ones;
 // y and the scratch start poisoned and every array has guard bytes on both sides that must stay
 // intact; the dynamic shared memory is bounded by the plan's size. The emulation's own limits are
 // in cuda_emu.h.
@@ -29,7 +33,7 @@
 #ifdef TRIT_TEST_CUDA_EMULATION
 
 namespace cuda_gemv_kernels {
-alignas(16) inline unsigned char smem_raw[2048];
+alignas(16) inline unsigned char smem_raw[32768]; // the prologue's x' for K up to 8000
 
 // The weight matrices of the running call (load_stream checks its reads against them).
 inline const uint4 *emu_codes[2];
@@ -40,23 +44,37 @@ inline const unsigned char *emu_pdl_done = nullptr;
 inline unsigned char *emu_pdl_view = nullptr;
 inline size_t emu_pdl_bytes = 0;
 inline bool emu_pdl_waited = false;
+inline bool emu_thread_waited[emu::MAX_THREADS]; // per thread, for the prefetch count
+inline int64_t emu_prefetches_before_wait = 0;
 
-inline uint4 load_stream(const uint4 *p)
+inline bool inside_weights(const void *p)
 {
+    const uint4 *u = (const uint4 *)p;
     bool inside = false;
     for (int i = 0; i < 2; i++)
-        inside |= emu_codes[i] && p >= emu_codes[i] && p < emu_codes[i] + emu_code_count[i];
-    if (!inside || (uintptr_t)p % 16) {
+        inside |= emu_codes[i] && u >= emu_codes[i] && u < emu_codes[i] + emu_code_count[i];
+    return inside && (uintptr_t)p % 16 == 0;
+}
+inline uint4 load_stream(const uint4 *p)
+{
+    if (!inside_weights(p)) {
         ADD_FAILURE() << "ld.global.nc of a uint4 outside the weights or not on 16 bytes";
         return make_uint4(0, 0, 0, 0);
     }
     return *p;
+}
+inline void prefetch_l2(const void *p)
+{
+    if (!inside_weights(p))
+        ADD_FAILURE() << "prefetch.global.L2 outside the weights or not on 16 bytes";
+    emu_prefetches_before_wait += !emu_thread_waited[emu::cur];
 }
 inline void pdl_wait()
 {
     if (!emu_pdl_waited && emu_pdl_view)
         std::memcpy(emu_pdl_view, emu_pdl_done, emu_pdl_bytes);
     emu_pdl_waited = true;
+    emu_thread_waited[emu::cur] = true;
 }
 inline void pdl_launch_dependents() {}
 } // namespace cuda_gemv_kernels
@@ -77,7 +95,9 @@ struct Case {
     trit_scale_kind scale = TRIT_SCALE_ROW;
     bool rmsnorm = false, bias = false, residual = false, gated = false, accumulators = false;
     trit_activation act = TRIT_ACT_NONE;
-    int splits = 0; // forced split count; 0: as plan_launch chooses for an H100 (132 SMs)
+    int splits = 0;       // forced split count; 0: as plan_launch chooses for an H100 (132 SMs)
+    bool xp_cache = true; // the prologue may keep x' in shared memory (else it reloads x)
+    int64_t x_offset = 0; // elements before x (1: token 0's row is not 16-byte aligned)
     uint64_t seed = 1;
 
     std::string describe() const
@@ -88,6 +108,7 @@ struct Case {
            << " scale=" << (int)scale << (rmsnorm ? " rmsnorm" : "") << (bias ? " bias" : "")
            << (residual ? " residual" : "") << (gated ? " gated" : "")
            << (accumulators ? " acc" : "") << " act=" << (int)act << " splits=" << splits
+           << (xp_cache ? " xp-cache" : " xp-reload") << " x_offset=" << x_offset
            << " seed=" << seed;
         return os.str();
     }
@@ -213,23 +234,28 @@ Result run_emulated(const Case &c, const ref::GemvProblem &p)
     if (c.gated)
         upload(p.w_up, p.scales_up, c, &w[1]);
     std::vector<uint8_t> xb = tt::to_bytes(c.x_dtype, p.x);
-    Mem x(xb.size()), g(p.rmsnorm_weight.size() * 4), bias(p.bias.size() * 4);
-    x.fill_from(xb.data(), xb.size());
+    Mem x(xb.size() + (size_t)c.x_offset * xs), g(p.rmsnorm_weight.size() * 4),
+        bias(p.bias.size() * 4);
+    std::memcpy(x.p + c.x_offset * xs, xb.data(), xb.size());
     g.fill_from(p.rmsnorm_weight.data(), g.bytes);
     bias.fill_from(p.bias.data(), bias.bytes);
     std::vector<uint8_t> rb = tt::to_bytes(c.y_dtype, p.residual);
     Mem resid(rb.size()), y((size_t)(c.n * c.m) * ys), acc(acc_out ? (size_t)(c.n * c.m) * 4 : 0);
     resid.fill_from(rb.data(), rb.size());
 
+    // The shared memory the prologue may use: the emulation's array, or too little for x'.
     const launch_plan pl =
-        plan_launch(int8, (int)c.n, mats, c.scale == TRIT_SCALE_BLOCK, c.m, pitch, 132, c.splits);
+        plan_launch(int8, (int)c.n, mats, c.scale == TRIT_SCALE_BLOCK, c.m, pitch, 132, c.splits,
+                    c.xp_cache ? sizeof(smem_raw) : kPrologueSmemBytes);
+    EXPECT_EQ(c.xp_cache, pl.xp_cache);
     res.plan = pl;
     // The prologue writes into `done`; the main kernel and the finish read `view` (see pdl_wait).
-    Mem done(pl.scratch_bytes), view(pl.scratch_bytes);
+    // The finish sees `view` as gemv_main left it only after its wait (from `main_done`).
+    Mem done(pl.scratch_bytes), view(pl.scratch_bytes), main_done(pl.scratch_bytes);
 
     prologue_args pa;
     std::memset(&pa, 0, sizeof(pa));
-    pa.x = x.p;
+    pa.x = x.p + c.x_offset * xs;
     pa.x_stride = c.k;
     pa.x_f16 = c.x_dtype == TRIT_DTYPE_F16;
     pa.k = c.k;
@@ -270,17 +296,29 @@ Result run_emulated(const Case &c, const ref::GemvProblem &p)
 
     emu::use_smem(smem_raw, sizeof(smem_raw));
     try {
-        emu::launch(gemv_prologue, dim3{(unsigned)c.n, 1, 1}, PRO_THREADS, kPrologueSmemBytes, pa);
+        emu::launch(gemv_prologue, dim3{(unsigned)c.n, 1, 1}, PRO_THREADS, pl.pro_smem, pa);
         emu_pdl_done = done.p;
         emu_pdl_view = view.p;
         emu_pdl_bytes = pl.part_off; // everything but the split-K partials
+        emu_prefetches_before_wait = 0;
         emu::launch(pl.v.main, dim3{(unsigned)pl.blocks_x, (unsigned)pl.splits, (unsigned)pl.tiles},
                     MAIN_THREADS, pl.v.smem, ma, [&] {
                         std::memset(view.p, 0xFF, pl.part_off);
                         emu_pdl_waited = false;
+                        std::fill(std::begin(emu_thread_waited), std::end(emu_thread_waited),
+                                  false);
                     });
-        if (pl.splits > 1)
-            emu::launch(pl.v.finish, dim3{(unsigned)pl.finish_blocks, 1, 1}, FIN_THREADS, 0, ma);
+        EXPECT_GT(emu_prefetches_before_wait, 0) << "no L2 prefetch of weights before the wait";
+        if (pl.splits > 1) {
+            main_done.fill_from(view.p, pl.scratch_bytes);
+            emu_pdl_done = main_done.p;
+            emu_pdl_bytes = pl.scratch_bytes;
+            emu::launch(pl.v.finish, dim3{(unsigned)pl.finish_blocks, 1, 1}, FIN_THREADS, 0, ma,
+                        [&] {
+                            std::memset(view.p, 0xFF, pl.scratch_bytes);
+                            emu_pdl_waited = false;
+                        });
+        }
     } catch (const std::exception &e) {
         ADD_FAILURE() << "emulation: " << e.what();
     }
@@ -293,8 +331,8 @@ Result run_emulated(const Case &c, const ref::GemvProblem &p)
         std::memcpy(&v, acc.p + 4 * i, 4);
         res.acc.push_back(v);
     }
-    for (const Mem *mem : {&x, &g, &bias, &resid, &y, &acc, &done, &view, &w[0].codes, &w[0].scales,
-                           &w[1].codes, &w[1].scales})
+    for (const Mem *mem : {&x, &g, &bias, &resid, &y, &acc, &done, &view, &main_done, &w[0].codes,
+                           &w[0].scales, &w[1].codes, &w[1].scales})
         res.outside_written |= !mem->guards_intact();
     return res;
 }
@@ -411,6 +449,23 @@ TEST(CudaGemvEmulated, KernelsMatchTheReferenceOnACpuEmulation)
                 c.seed = (uint64_t)(sh[0] * 7 + sh[1]);
                 cases.push_back(c);
             }
+    // Long rows: every prologue thread sums several elements (the fixed order), and a lane walks
+    // two or three chunks of a row (through the 2-deep load ring of the N = 1 INT8 variants).
+    for (trit_gemv_path path : {TRIT_GEMV_FLOAT, TRIT_GEMV_INT8})
+        for (int64_t k : {4500, 6011})
+            for (int64_t n : {1, 3})
+                for (bool gated : {false, true}) {
+                    Case c;
+                    c.path = path;
+                    c.m = 9;
+                    c.k = k;
+                    c.n = n;
+                    c.gated = gated;
+                    c.rmsnorm = true;
+                    c.accumulators = path == TRIT_GEMV_INT8 && !gated;
+                    c.seed = (uint64_t)(k + n * 4 + gated * 2 + path);
+                    cases.push_back(c);
+                }
     // The epilogue and prologue options, f16 in and out, every scale kind, split or not.
     for (trit_gemv_path path : {TRIT_GEMV_FLOAT, TRIT_GEMV_INT8})
         for (trit_activation act : {TRIT_ACT_NONE, TRIT_ACT_RELU2, TRIT_ACT_SILU, TRIT_ACT_GELU})
@@ -436,6 +491,12 @@ TEST(CudaGemvEmulated, KernelsMatchTheReferenceOnACpuEmulation)
                 c.seed = (uint64_t)(1000 + act * 10 + v);
                 cases.push_back(c);
             }
+    // Half the cases reload x in the prologue's last pass instead of keeping x' in shared
+    // memory; every fifth has no 16-byte aligned token row.
+    for (size_t i = 0; i < cases.size(); i++) {
+        cases[i].xp_cache = i % 2 == 0;
+        cases[i].x_offset = i % 5 == 2;
+    }
     for (const Case &c : cases) {
         check_case(c, &variants);
         if (HasFailure())

@@ -239,6 +239,47 @@ TEST(CudaGemvLayout, SplitRangesCoverEveryChunkOnce)
         }
 }
 
+// The K limit is exact: at K = CU_GEMV_MAX_K the worst plane sum (w = -1 against digits of -128,
+// which balanced base-256 digits reach) still comes out of the kernels' mod-2^32 arithmetic
+// right; one more column and it wraps past 2^31. The sums run as the kernels run them: decoded
+// chunks, dp4a, and the digit total subtracted.
+TEST(CudaGemvLayout, MaxKKeepsTheWorstPlaneSumExact)
+{
+    EXPECT_TRUE(cu_gemv_k_supported(CU_GEMV_MAX_K));
+    EXPECT_FALSE(cu_gemv_k_supported((int64_t)CU_GEMV_MAX_K + 1));
+    EXPECT_FALSE(cu_gemv_k_supported(0));
+    for (int64_t k : {(int64_t)CU_GEMV_MAX_K, (int64_t)CU_GEMV_MAX_K + 1}) {
+        const int64_t pitch = cu_gemv_pitch(k), row_bytes = (k + 3) / 4;
+        std::vector<uint8_t> canon((size_t)row_bytes, 0x00); // code 0: w = -1
+        if (k % 4)
+            canon.back() = (uint8_t)(0x55u << (2 * (k % 4))); // past K: code 1, as PACKED2 pads
+        std::vector<uint8_t> row((size_t)(pitch * CU_GEMV_CHUNK_BYTES));
+        cu_gemv_repack_row(canon.data(), k, row.data());
+        uint32_t raw = 0, tot = 0;
+        for (int64_t c = 0; c < pitch; c++) {
+            const uint8_t *ch = row.data() + c * CU_GEMV_CHUNK_BYTES;
+            uint32_t pl[16], q[16];
+            cu_gemv_decode_chunk(word_at(ch), word_at(ch + 4), word_at(ch + 8), word_at(ch + 12),
+                                 pl);
+            for (int i = 0; i < 16; i++) {
+                q[i] = 0;
+                for (int b = 0; b < 4; b++)
+                    if (c * CU_GEMV_CHUNK + 4 * i + b < k) {
+                        q[i] |= 0x80u << (8 * b); // digit -128
+                        tot += (uint32_t)-128;
+                    }
+            }
+            raw = cu_gemv_dot_chunk(pl, q, raw);
+        }
+        const int64_t want = 128 * k; // sum of (-1) * (-128)
+        const int32_t got = cu_gemv_int8_acc(raw, (int32_t)tot);
+        if (k <= CU_GEMV_MAX_K)
+            EXPECT_EQ(want, (int64_t)got) << "K = " << k;
+        else
+            EXPECT_NE(want, (int64_t)got) << "K = " << k << " no longer wraps: the limit is loose";
+    }
+}
+
 // The INT8 path's accumulators, emulated as the kernels compute them, equal the CPU plugin's.
 TEST(CudaGemvLayout, Int8EmulationMatchesCpuAccumulators)
 {
