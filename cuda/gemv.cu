@@ -20,10 +20,14 @@
 //     in registers); its 32 lanes walk the row's chunks with stride 32, so one
 //     load instruction reads 512 contiguous bytes of each row (one 16-byte uint4 per lane, L1
 //     bypassed). Each decoded chunk serves the T tokens of the block's token tile (T * PLANES
-//     pseudo-columns: 16 dp4a each). The next chunk's loads are issued before the current one
+//     pseudo-columns: 16 dp4a each), whose 64 bytes the prologue stores interleaved per 32
+//     chunks (gemv_layout.h, cu_gemv_q_offset), so each warp-wide activation load is 512
+//     contiguous bytes too. The next chunk's loads are issued before the current one
 //     is used (the next two chunks' with one pseudo-column and no block scales: INT8 N = 1).
 //     Lane sums meet by an xor butterfly (same result on every lane, fixed order), and the
-//     lanes then run the epilogue of the warp's (row, token) pairs.
+//     lanes then run the epilogue of the warp's (row, token) pairs. The token tile is the
+//     fastest-varying block index (main_block_coords; grid.x = row blocks x tiles, continued on
+//     grid.z only past 2^31 - 1), so a row block's tiles run side by side and share W via L2.
 //     Split-K (grid.y > 1, for short-wide matrices that would leave SMs idle): each split owns a
 //     fixed chunk range and writes its partials to scratch; gemv_finish sums the splits in index
 //     order and runs the epilogue, so results never depend on timing.
@@ -56,7 +60,8 @@
 // a few us, not the 0.5-2.6 us floor).
 // FLOAT does 4x the dp4a of INT8 (four digit planes), ~64 dp4a lanes per SM per cycle at
 // 3.35 TB/s, about the dp4a issue limit: expect it near, not at, the floor. Large N is compute
-// bound (16 N dp4a per 64 weights); FLOAT with N > 4 makes one weight pass per 4 tokens.
+// bound (16 N dp4a per 64 weights); FLOAT with N > 4 makes one weight pass per 4 tokens, the
+// first from DRAM and the others (adjacent blocks) from L2.
 // Short-wide shapes (2560 x 6912: 160 blocks of 4 warps for 132 SMs) take split-K, which adds
 // the finish kernel (launched with PDL, so its launch overlaps the main kernel's tail).
 // Limits: K < 2^24 (a FLOAT plane sum reaches 128 K, which must stay below 2^31; upload rejects
@@ -444,7 +449,7 @@ extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = 1;
     memset(&cfg, 0, sizeof(cfg));
-    cfg.gridDim = dim3((unsigned)pl.blocks_x, (unsigned)pl.splits, (unsigned)pl.tiles);
+    cfg.gridDim = dim3((unsigned)pl.grid_x, (unsigned)pl.splits, (unsigned)pl.grid_z);
     cfg.blockDim = dim3(MAIN_THREADS, 1, 1);
     cfg.dynamicSmemBytes = pl.v.smem;
     cfg.stream = s->stream;

@@ -44,7 +44,7 @@ struct prologue_args {
     float eps;
     int xp_cache;  // 1: x' is kept in dynamic shared memory (kp floats) for the quantization pass
     int planes;    // 1 (INT8) or CU_GEMV_PLANES (FLOAT)
-    int8_t *q;     // [n * planes][kp]
+    int8_t *q;     // [n * planes][cu_gemv_q_bytes(pitch)], interleaved (cu_gemv_q_offset)
     int32_t *qsum; // [n * planes][pitch]
     int32_t *qtot; // [n * planes]
     float *colf;   // INT8: a / 127 per token (0 for a = 0, NaN for x' not finite)
@@ -389,7 +389,8 @@ __global__ void __launch_bounds__(PRO_THREADS) gemv_prologue(const prologue_args
             for (int o = 8; o > 0; o >>= 1)
                 cs += __shfl_xor_sync(0xffffffffu, cs, o);
             if (wi < words) {
-                ((uint32_t *)(a.q + pc * a.kp))[wi] = wv[p];
+                *(uint32_t *)(a.q + pc * cu_gemv_q_bytes(a.pitch) + cu_gemv_q_word_offset(wi)) =
+                    wv[p];
                 if ((lane & 15) == 0)
                     a.qsum[pc * a.pitch + wi / 16] = cs;
             }
@@ -467,8 +468,28 @@ __device__ __forceinline__ void epilogue(const main_args &a, int64_t row, int to
         ((float *)a.y)[tok * a.y_stride + row] = t;
 }
 
-// T tokens per block (grid.z tiles N), PLANES pseudo-columns per token, MATS matrices (gated
-// pair), BLOCK: f32 accumulation with a scale per chunk (some matrix has block scales).
+// The row block and token tile of gemv_main's block b = blockIdx.z * gridDim.x + blockIdx.x
+// (plan_launch sizes the grid): the token tile varies fastest, so the `tiles` blocks of one row
+// block are consecutive, run in the same wave, and read those rows of W once from DRAM and the
+// other times from L2 (with the tile slowest, each tile re-streamed W: 58 MB for 8192 x 28672,
+// more than an H100's 50 MB L2). Blocks past the last row block return at once.
+__host__ __device__ inline void main_block_coords(uint32_t b, uint32_t tiles, uint32_t *row_block,
+                                                  uint32_t *tile)
+{
+    // 32-bit: plan_launch keeps the grid under 2^32 blocks.
+    *row_block = b / tiles;
+    *tile = b - *row_block * tiles;
+}
+
+// The widest token tile of a path (pick_variant): the only variants that see n > T, so the only
+// ones launched with more than one tile.
+template <int PLANES> __host__ __device__ constexpr int widest_tile_of()
+{
+    return PLANES == 1 ? 16 : 4;
+}
+
+// T tokens per block (main_block_coords tiles N), PLANES pseudo-columns per token, MATS matrices
+// (gated pair), BLOCK: f32 accumulation with a scale per chunk (some matrix has block scales).
 template <int T, int PLANES> __host__ __device__ constexpr int slots_of()
 {
     // Decoded chunks (16 registers a slot) and sums (P a slot) must fit the register file.
@@ -506,16 +527,22 @@ __global__ void __launch_bounds__(MAIN_THREADS, (min_blocks_of<T, PLANES, BLOCK>
     uint32_t *const red = reinterpret_cast<uint32_t *>(smem_raw); // [MAIN_WARPS][SLOTS * P]
 
     const int lane = threadIdx.x & 31, wib = threadIdx.x / 32;
-    const int64_t row0 = ((int64_t)blockIdx.x * MAIN_WARPS + wib) * R;
+    // Narrower tiles have one tile: the division folds away and row0 stays a function of
+    // blockIdx, which ptxas recomputes instead of keeping live (FLOAT T = 1 spilled otherwise).
+    const uint32_t tiles = T == widest_tile_of<PLANES>() ? (uint32_t)(a.n + T - 1) / T : 1u;
+    uint32_t row_block, tile;
+    main_block_coords(blockIdx.z * gridDim.x + blockIdx.x, tiles, &row_block, &tile);
+    const int64_t row0 = ((int64_t)row_block * MAIN_WARPS + wib) * R;
     if (row0 >= a.m)
         return; // whole warp: no block-wide barrier follows
     const int split = blockIdx.y;
-    const int tok0 = blockIdx.z * T;
+    const int tok0 = (int)tile * T;
     const int ntok = min(T, a.n - tok0);
     const int np = ntok * PLANES;
     const int64_t pc0 = (int64_t)tok0 * PLANES;
     int64_t c0, c1;
     cu_gemv_split_range(a.pitch, a.splits, split, &c0, &c1);
+    const int64_t qbytes = cu_gemv_q_bytes(a.pitch); // one pseudo-column of q
 
     const uint4 *wp[SLOTS];
     const float *bsp[SLOTS]; // BLOCK: the row's block scales, or NULL for a row/tensor scale
@@ -583,8 +610,11 @@ __global__ void __launch_bounds__(MAIN_THREADS, (min_blocks_of<T, PLANES, BLOCK>
         for (int p = 0; p < P; p++) {
             if (p >= np)
                 break;
-            const uint4 *qp = (const uint4 *)(a.q + (pc0 + p) * a.kp) + c * 4;
-            const uint4 q0 = qp[0], q1 = qp[1], q2 = qp[2], q3 = qp[3];
+            // Interleaved (cu_gemv_q_offset): uint4 j of the lanes' chunks is 512 contiguous
+            // bytes (two runs where the split does not start on 32 chunks).
+            const uint4 *qp = (const uint4 *)(a.q + (pc0 + p) * qbytes + cu_gemv_q_offset(c, 0));
+            constexpr int J = CU_GEMV_LANES; // uint4 between j and j + 1
+            const uint4 q0 = qp[0], q1 = qp[J], q2 = qp[2 * J], q3 = qp[3 * J];
             const uint32_t qw[16] = {q0.x, q0.y, q0.z, q0.w, q1.x, q1.y, q1.z, q1.w,
                                      q2.x, q2.y, q2.z, q2.w, q3.x, q3.y, q3.z, q3.w};
             if constexpr (BLOCK) {
@@ -732,15 +762,18 @@ inline uint64_t align256(uint64_t v)
 }
 
 // What one call launches: gemv_prologue on n blocks of PRO_THREADS (prologue_smem_bytes),
-// v.main on (blocks_x, splits, tiles) blocks of MAIN_THREADS (v.smem), and with splits > 1
+// v.main on grid (grid_x, splits, grid_z) blocks of MAIN_THREADS (v.smem): blocks_x row blocks
+// times `tiles` token tiles, tile fastest (main_block_coords), on x while that fits x's limit of
+// 2^31 - 1 and spread over z beyond (only for M near 2^31), and with splits > 1
 // v.finish on finish_blocks blocks of FIN_THREADS; and where each array lives in the scratch.
 struct launch_plan {
     variant v;
     int planes, tiles, splits;
-    bool xp_cache;   // the prologue keeps x' in shared memory
-    size_t pro_smem; // its dynamic shared memory
-    int64_t blocks_x, finish_blocks;
-    // Byte offsets into the scratch, each on 256 bytes: q [n * planes][kp] int8, qsum
+    bool xp_cache;                                   // the prologue keeps x' in shared memory
+    size_t pro_smem;                                 // its dynamic shared memory
+    int64_t blocks_x, grid_x, grid_z, finish_blocks; // blocks_x: row blocks
+    // Byte offsets into the scratch, each on 256 bytes: q [n * planes][cu_gemv_q_bytes(pitch)]
+    // int8 (interleaved, cu_gemv_q_offset), qsum
     // [n * planes][pitch] and qtot [n * planes] int32, colf [n] float, unit [n] double, the
     // split-K partials [splits][mats][n * planes][m] uint32 (splits > 1); and the total.
     uint64_t q_off, qsum_off, qtot_off, colf_off, unit_off, part_off, scratch_bytes;
@@ -762,6 +795,9 @@ inline launch_plan plan_launch(bool int8, int n, int mats, bool block, int64_t m
     pl.tiles = (n + pl.v.t - 1) / pl.v.t;
     const int64_t warps = (m + pl.v.rows - 1) / pl.v.rows;
     pl.blocks_x = (warps + MAIN_WARPS - 1) / MAIN_WARPS;
+    const int64_t blocks = pl.blocks_x * pl.tiles, x_max = ((int64_t)1 << 31) - 1;
+    pl.grid_z = (blocks + x_max - 1) / x_max;
+    pl.grid_x = (blocks + pl.grid_z - 1) / pl.grid_z;
 
     pl.splits = 1;
     const int64_t want_blocks = (int64_t)sm_count * 4;
@@ -774,9 +810,9 @@ inline launch_plan plan_launch(bool int8, int n, int mats, bool block, int64_t m
         pl.splits = forced_splits;
     pl.finish_blocks = (m * n + FIN_THREADS - 1) / FIN_THREADS;
 
-    const uint64_t pall = (uint64_t)n * (uint64_t)pl.planes, kp = (uint64_t)pitch * CU_GEMV_CHUNK;
+    const uint64_t pall = (uint64_t)n * (uint64_t)pl.planes;
     pl.q_off = 0;
-    pl.qsum_off = align256(pl.q_off + pall * kp);
+    pl.qsum_off = align256(pl.q_off + pall * (uint64_t)cu_gemv_q_bytes(pitch));
     pl.qtot_off = align256(pl.qsum_off + pall * (uint64_t)pitch * 4);
     pl.colf_off = align256(pl.qtot_off + pall * 4);
     pl.unit_off = align256(pl.colf_off + (uint64_t)n * 4);

@@ -11,8 +11,8 @@
  *   (w + 1) of weight 64 c + 16 j + 4 t + b. So (word >> 2t) & 0x03030303 is four int8 lanes
  *   holding the codes of four consecutive weights 64 c + 16 j + 4 t + (0..3): one shift and one
  *   AND give an operand for dp4a against the 32-bit word 4 j + t of the chunk's 64 activation
- *   bytes, which are stored in natural order. (This is the canonical word with its 4 x 4 grid of
- *   2-bit fields transposed.)
+ *   bytes (natural order; stored interleaved per 32 chunks, see cu_gemv_q_offset). (This is the
+ * canonical word with its 4 x 4 grid of 2-bit fields transposed.)
  *
  * Biased codes: dp4a multiplies codes (0, 1, 2) rather than w (-1, 0, 1), so a dot product over
  * codes is sum w q + sum q; the kernels subtract the sum of q (per token, or per chunk where
@@ -191,6 +191,30 @@ CU_GEMV_HD float cu_gemv_float_combine(const uint32_t raw[CU_GEMV_PLANES],
     for (int p = 0; p < CU_GEMV_PLANES; p++)
         s += (int64_t)(int32_t)(raw[p] - (uint32_t)qtot[p]) * ((int64_t)1 << (8 * p));
     return (float)((double)s * unit * (double)scale);
+}
+
+/* Activation layout: each pseudo-column's bytes (natural order: chunk c holds q of weights
+ * 64 c .. 64 c + 63, four uint4) are stored interleaved by groups of CU_GEMV_LANES chunks, uint4 j
+ * of chunk c at byte ((c / 32) * 4 + j) * 512 + (c % 32) * 16, so the 32 lanes of a warp, which
+ * take 32 consecutive chunks, read 512 contiguous bytes per load (4 cache lines, not 16).
+ * A pseudo-column takes cu_gemv_q_bytes(pitch): the pitch rounded up to whole groups. */
+CU_GEMV_HD int64_t cu_gemv_q_bytes(int64_t pitch)
+{
+    return (pitch + CU_GEMV_LANES - 1) / CU_GEMV_LANES * CU_GEMV_LANES * CU_GEMV_CHUNK;
+}
+
+/* Byte offset, within its pseudo-column, of uint4 j (0..3) of chunk c. */
+CU_GEMV_HD int64_t cu_gemv_q_offset(int64_t c, int j)
+{
+    return ((c / CU_GEMV_LANES) * 4 + j) * (CU_GEMV_LANES * CU_GEMV_CHUNK_BYTES) +
+           (c % CU_GEMV_LANES) * CU_GEMV_CHUNK_BYTES;
+}
+
+/* Byte offset, within its pseudo-column, of 32-bit word w (bytes 4 w .. 4 w + 3 in natural
+ * order). */
+CU_GEMV_HD int64_t cu_gemv_q_word_offset(int64_t w)
+{
+    return cu_gemv_q_offset(w / 16, (int)(w % 16) / 4) + (w % 4) * 4;
 }
 
 /* Split-K: the chunks [*c0, *c1) of a row that split `s` of `splits` owns. */

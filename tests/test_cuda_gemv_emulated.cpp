@@ -46,6 +46,10 @@ inline size_t emu_pdl_bytes = 0;
 inline bool emu_pdl_waited = false;
 inline bool emu_thread_waited[emu::MAX_THREADS]; // per thread, for the prefetch count
 inline int64_t emu_prefetches_before_wait = 0;
+// gemv_main's blocks in launch order (x fastest, as emu::launch runs them): the first row of the
+// first matrix each one touched (-1: none), to check that blocks of one row block are adjacent.
+inline std::vector<int64_t> emu_block_rows;
+inline int64_t emu_pitch = 1;
 
 inline bool inside_weights(const void *p)
 {
@@ -53,6 +57,9 @@ inline bool inside_weights(const void *p)
     bool inside = false;
     for (int i = 0; i < 2; i++)
         inside |= emu_codes[i] && u >= emu_codes[i] && u < emu_codes[i] + emu_code_count[i];
+    if (inside && !emu_block_rows.empty() && emu_block_rows.back() < 0 && u >= emu_codes[0] &&
+        u < emu_codes[0] + emu_code_count[0])
+        emu_block_rows.back() = (u - emu_codes[0]) / emu_pitch;
     return inside && (uintptr_t)p % 16 == 0;
 }
 inline uint4 load_stream(const uint4 *p)
@@ -218,6 +225,7 @@ struct Result {
     std::vector<int64_t> acc;
     bool outside_written = false;
     launch_plan plan;
+    std::vector<int64_t> block_rows; // see emu_block_rows
 };
 
 // One call, launched as gemv.cu launches it.
@@ -301,14 +309,19 @@ Result run_emulated(const Case &c, const ref::GemvProblem &p)
         emu_pdl_view = view.p;
         emu_pdl_bytes = pl.part_off; // everything but the split-K partials
         emu_prefetches_before_wait = 0;
-        emu::launch(pl.v.main, dim3{(unsigned)pl.blocks_x, (unsigned)pl.splits, (unsigned)pl.tiles},
+        emu_pitch = pitch;
+        emu_block_rows.clear();
+        emu::launch(pl.v.main, dim3{(unsigned)pl.grid_x, (unsigned)pl.splits, (unsigned)pl.grid_z},
                     MAIN_THREADS, pl.v.smem, ma, [&] {
+                        emu_block_rows.push_back(-1);
                         std::memset(view.p, 0xFF, pl.part_off);
                         emu_pdl_waited = false;
                         std::fill(std::begin(emu_thread_waited), std::end(emu_thread_waited),
                                   false);
                     });
         EXPECT_GT(emu_prefetches_before_wait, 0) << "no L2 prefetch of weights before the wait";
+        res.block_rows = emu_block_rows;
+        emu_block_rows.clear();
         if (pl.splits > 1) {
             main_done.fill_from(view.p, pl.scratch_bytes);
             emu_pdl_done = main_done.p;
@@ -363,6 +376,21 @@ void check_case(const Case &c, std::set<std::string> *variants)
     EXPECT_LT(tt::rel_error(got.y, want.y), tt::tolerance(c.y_dtype));
     if (c.splits)
         EXPECT_EQ(c.splits, got.plan.splits);
+    // The token tiles of one row block are consecutive blocks (they share W through L2): each
+    // run of `tiles` blocks (per split) starts at the same row, and the runs walk down the rows.
+    const int64_t tiles = got.plan.tiles, gx = got.plan.grid_x;
+    EXPECT_EQ(got.plan.splits * gx * got.plan.grid_z, (int64_t)got.block_rows.size());
+    for (size_t i = 0; i < got.block_rows.size(); i++) {
+        const int64_t b = (int64_t)i % gx, first = (int64_t)i - b % tiles;
+        const int64_t rb = b / tiles;
+        const int64_t want_row = rb * MAIN_WARPS * got.plan.v.rows;
+        int64_t c0, c1;
+        cu_gemv_split_range(cu_gemv_pitch(c.k), got.plan.splits, (int)((int64_t)i / gx), &c0, &c1);
+        if (want_row >= c.m || c0 == c1) // no rows, or a split without chunks: no loads
+            continue;
+        EXPECT_EQ(want_row, got.block_rows[i]) << "block " << i;
+        EXPECT_EQ(got.block_rows[(size_t)first], got.block_rows[i]) << "block " << i;
+    }
     variants->insert(std::to_string(got.plan.v.t) + "/" + std::to_string(got.plan.planes) + "/" +
                      (c.gated ? "2" : "1") + "/" + (c.scale == TRIT_SCALE_BLOCK ? "b" : "-"));
     size_t bad = 0;
@@ -395,6 +423,38 @@ void check_case(const Case &c, std::set<std::string> *variants)
 #endif // TRIT_TEST_CUDA_EMULATION
 
 namespace {
+
+TEST(CudaGemvEmulated, TokenTilesOfOneRowBlockAreConsecutiveBlocksWithinGridLimits)
+{
+#ifndef TRIT_TEST_CUDA_EMULATION
+    GTEST_SKIP() << "needs _Float16 and <ucontext.h>";
+#else
+    for (int tiles : {1, 2, 4})
+        for (int64_t b :
+             std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 39, 40, 41, (1ll << 31) - 1, 1ll << 31}) {
+            uint32_t rb, tile;
+            main_block_coords((uint32_t)b, (uint32_t)tiles, &rb, &tile);
+            EXPECT_EQ(b / tiles, (int64_t)rb);
+            EXPECT_EQ(b % tiles, (int64_t)tile);
+        }
+    const int64_t x_max = ((int64_t)1 << 31) - 1;
+    // FLOAT N = 16 (4 tiles) on 8192 x 28672 and on the largest M upload takes (2^31 - 1, one row
+    // of each matrix of a gated pair per warp: 4 * 2^29 blocks, one more than x allows).
+    for (int64_t m : {(int64_t)8192, (int64_t)28672, x_max})
+        for (int mats : {1, 2}) {
+            SCOPED_TRACE("m " + std::to_string(m) + " mats " + std::to_string(mats));
+            const launch_plan pl = plan_launch(false, 16, mats, false, m, 448, 132, 0, 0);
+            EXPECT_EQ(4, pl.tiles);
+            EXPECT_LE(pl.grid_x, x_max);
+            EXPECT_GE(pl.grid_z, 1);
+            EXPECT_LE(pl.grid_z, 65535);
+            EXPECT_LE(pl.splits, 65535);
+            EXPECT_GE(pl.grid_x * pl.grid_z, pl.blocks_x * pl.tiles);
+            EXPECT_LT(pl.grid_x * (pl.grid_z - 1), pl.blocks_x * pl.tiles);
+            EXPECT_EQ(m == x_max && mats == 2 ? 2 : 1, pl.grid_z);
+        }
+#endif
+}
 
 TEST(CudaGemvEmulated, KernelsMatchTheReferenceOnACpuEmulation)
 {

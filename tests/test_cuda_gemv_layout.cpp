@@ -239,6 +239,38 @@ TEST(CudaGemvLayout, SplitRangesCoverEveryChunkOnce)
         }
 }
 
+// The interleaved activation layout: every 32-bit word of a pseudo-column has its own place
+// inside cu_gemv_q_bytes(pitch), word w sits in uint4 (w % 16) / 4 of chunk w / 16, and for
+// 32 consecutive chunks from a multiple of 32 (one warp-wide load) uint4 j is 512 contiguous
+// bytes, on 512 bytes.
+TEST(CudaGemvLayout, InterleavedActivationsGiveEachWarpLoad512ContiguousBytes)
+{
+    for (int64_t pitch : {1, 2, 31, 32, 33, 100, 449}) {
+        const int64_t bytes = cu_gemv_q_bytes(pitch);
+        EXPECT_EQ(0, bytes % 2048);
+        EXPECT_GE(bytes, pitch * CU_GEMV_CHUNK);
+        EXPECT_LT(bytes, pitch * CU_GEMV_CHUNK + 2048);
+        std::vector<int> seen((size_t)(bytes / 4), 0);
+        for (int64_t w = 0; w < pitch * 16; w++) {
+            const int64_t off = cu_gemv_q_word_offset(w);
+            ASSERT_EQ(0, off % 4);
+            ASSERT_GE(off, 0);
+            ASSERT_LT(off, bytes);
+            seen[(size_t)(off / 4)]++;
+            EXPECT_EQ(cu_gemv_q_offset(w / 16, (int)(w % 16) / 4) + (w % 4) * 4, off);
+        }
+        for (size_t i = 0; i < seen.size(); i++)
+            ASSERT_LE(seen[i], 1) << "word slot " << i << " taken twice, pitch " << pitch;
+        for (int64_t g = 0; g * 32 < pitch; g++)
+            for (int j = 0; j < 4; j++) {
+                const int64_t first = cu_gemv_q_offset(g * 32, j);
+                EXPECT_EQ(0, first % 512);
+                for (int lane = 0; lane < 32; lane++)
+                    EXPECT_EQ(first + 16 * lane, cu_gemv_q_offset(g * 32 + lane, j));
+            }
+    }
+}
+
 // The K limit is exact: at K = CU_GEMV_MAX_K the worst plane sum (w = -1 against digits of -128,
 // which balanced base-256 digits reach) still comes out of the kernels' mod-2^32 arithmetic
 // right; one more column and it wraps past 2^31. The sums run as the kernels run them: decoded
