@@ -1,6 +1,8 @@
-// gemv_run.h — runs one ref::GemvProblem on a device through the public API, the way every GEMV
-// suite needs it (conformance, and the OpenCL / Vulkan fallback tests): upload, poisoned
-// outputs, the op (gated when the problem has an up matrix), download.
+// gemv_run.h — what every GEMV suite shares (conformance, the OpenCL / Vulkan fallback tests, the
+// CUDA emulation): GemvSpec and make_gemv_problem, which turn a case's shape, options and seed
+// into the same ref::GemvProblem everywhere, and run_gemv, which runs one problem on a device
+// through the public API: upload, poisoned outputs, the op (gated when the problem has an up
+// matrix), download.
 #pragma once
 
 #include <cstring>
@@ -10,6 +12,64 @@
 #include "reference/ref_gemv.h"
 
 namespace tt {
+
+// A GEMV case's shape, options and seed; suites derive their Case from it. The optional
+// vectors replace the generated data.
+struct GemvSpec {
+    int64_t m = 37, k = 129, n = 1;
+    trit_gemv_path path = TRIT_GEMV_FLOAT;
+    trit_dtype x_dtype = TRIT_DTYPE_F32, y_dtype = TRIT_DTYPE_F32;
+    trit_scale_kind scale = TRIT_SCALE_ROW;
+    bool rmsnorm = false, bias = false, residual = false, gated = false, accumulators = false;
+    trit_activation act = TRIT_ACT_NONE;
+    uint64_t seed = 1;
+    std::vector<float> x;
+    std::vector<int8_t> w;
+    std::vector<float> scales;
+};
+
+inline std::vector<float> gemv_scales(trit_scale_kind kind, int64_t m, int64_t k, uint64_t seed)
+{
+    const int64_t blocks = (k + TRIT_SCALE_BLOCK_K - 1) / TRIT_SCALE_BLOCK_K;
+    switch (kind) {
+    case TRIT_SCALE_TENSOR: return {0.8125f};
+    case TRIT_SCALE_ROW: return random_floats((size_t)m, seed, 0.5f, 1.5f);
+    case TRIT_SCALE_BLOCK: return random_floats((size_t)(m * blocks), seed, 0.5f, 1.5f);
+    }
+    return {};
+}
+
+// The problem a spec describes, its data drawn from the seed (x and residual rounded to their
+// dtypes, so the reference sees what the device sees).
+inline ref::GemvProblem make_gemv_problem(const GemvSpec &c)
+{
+    ref::GemvProblem p;
+    p.m = c.m;
+    p.k = c.k;
+    p.n = c.n;
+    p.path = c.path;
+    p.act = c.act;
+    p.scale_kind = c.scale;
+    p.w = c.w.empty() ? random_ternary((size_t)(c.m * c.k), c.seed * 31 + 1) : c.w;
+    p.scales = c.scales.empty() ? gemv_scales(c.scale, c.m, c.k, c.seed * 31 + 2) : c.scales;
+    if (c.gated) {
+        p.w_up = random_ternary((size_t)(c.m * c.k), c.seed * 31 + 3);
+        p.scales_up = gemv_scales(c.scale, c.m, c.k, c.seed * 31 + 4);
+    }
+    p.x = c.x.empty() ? random_floats((size_t)(c.n * c.k), c.seed * 31 + 5, -2.f, 2.f) : c.x;
+    round_all(c.x_dtype, p.x);
+    if (c.rmsnorm) {
+        p.rmsnorm_weight = random_floats((size_t)c.k, c.seed * 31 + 6, 0.5f, 1.5f);
+        p.rmsnorm_eps = 1e-5f;
+    }
+    if (c.bias)
+        p.bias = random_floats((size_t)c.m, c.seed * 31 + 7, -1.f, 1.f);
+    if (c.residual) {
+        p.residual = random_floats((size_t)(c.n * c.m), c.seed * 31 + 8, -1.f, 1.f);
+        round_all(c.y_dtype, p.residual);
+    }
+    return p;
+}
 
 struct GemvRun {
     trit_status status = TRIT_ERROR_INTERNAL;

@@ -95,17 +95,10 @@ namespace {
 
 using namespace cuda_gemv_kernels;
 
-struct Case {
-    int64_t m = 37, k = 129, n = 1;
-    trit_gemv_path path = TRIT_GEMV_FLOAT;
-    trit_dtype x_dtype = TRIT_DTYPE_F32, y_dtype = TRIT_DTYPE_F32;
-    trit_scale_kind scale = TRIT_SCALE_ROW;
-    bool rmsnorm = false, bias = false, residual = false, gated = false, accumulators = false;
-    trit_activation act = TRIT_ACT_NONE;
+struct Case : tt::GemvSpec {
     int splits = 0;       // forced split count; 0: as plan_launch chooses for an H100 (132 SMs)
     bool xp_cache = true; // the prologue may keep x' in shared memory (else it reloads x)
     int64_t x_offset = 0; // elements before x (1: token 0's row is not 16-byte aligned)
-    uint64_t seed = 1;
 
     std::string describe() const
     {
@@ -120,47 +113,6 @@ struct Case {
         return os.str();
     }
 };
-
-std::vector<float> make_scales(trit_scale_kind kind, int64_t m, int64_t k, uint64_t seed)
-{
-    const int64_t nb = (k + TRIT_SCALE_BLOCK_K - 1) / TRIT_SCALE_BLOCK_K;
-    switch (kind) {
-    case TRIT_SCALE_TENSOR: return {0.8125f};
-    case TRIT_SCALE_ROW: return tt::random_floats((size_t)m, seed, 0.5f, 1.5f);
-    case TRIT_SCALE_BLOCK: return tt::random_floats((size_t)(m * nb), seed, 0.5f, 1.5f);
-    }
-    return {};
-}
-
-ref::GemvProblem make_problem(const Case &c)
-{
-    ref::GemvProblem p;
-    p.m = c.m;
-    p.k = c.k;
-    p.n = c.n;
-    p.path = c.path;
-    p.act = c.act;
-    p.scale_kind = c.scale;
-    p.w = tt::random_ternary((size_t)(c.m * c.k), c.seed * 31 + 1);
-    p.scales = make_scales(c.scale, c.m, c.k, c.seed * 31 + 2);
-    if (c.gated) {
-        p.w_up = tt::random_ternary((size_t)(c.m * c.k), c.seed * 31 + 3);
-        p.scales_up = make_scales(c.scale, c.m, c.k, c.seed * 31 + 4);
-    }
-    p.x = tt::random_floats((size_t)(c.n * c.k), c.seed * 31 + 5, -2.f, 2.f);
-    tt::round_all(c.x_dtype, p.x);
-    if (c.rmsnorm) {
-        p.rmsnorm_weight = tt::random_floats((size_t)c.k, c.seed * 31 + 6, 0.5f, 1.5f);
-        p.rmsnorm_eps = 1e-5f;
-    }
-    if (c.bias)
-        p.bias = tt::random_floats((size_t)c.m, c.seed * 31 + 7, -1.f, 1.f);
-    if (c.residual) {
-        p.residual = tt::random_floats((size_t)(c.n * c.m), c.seed * 31 + 8, -1.f, 1.f);
-        tt::round_all(c.y_dtype, p.residual);
-    }
-    return p;
-}
 
 // Device memory stand-in: `bytes` at a 256-byte aligned address (as cudaMalloc gives), filled
 // with `fill`, with 256 guard bytes on each side that must stay untouched.
@@ -367,7 +319,7 @@ trit_device *cpu_device()
 void check_case(const Case &c, std::set<std::string> *variants)
 {
     SCOPED_TRACE(c.describe());
-    ref::GemvProblem p = make_problem(c);
+    ref::GemvProblem p = tt::make_gemv_problem(c);
     ref::GemvResult want = ref::gemv(p);
     Result got = run_emulated(c, p);
     if (::testing::Test::HasFatalFailure())

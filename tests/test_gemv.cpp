@@ -14,19 +14,7 @@
 
 namespace {
 
-struct Case {
-    int64_t m = 37, k = 129, n = 1;
-    trit_gemv_path path = TRIT_GEMV_FLOAT;
-    trit_dtype x_dtype = TRIT_DTYPE_F32, y_dtype = TRIT_DTYPE_F32;
-    trit_scale_kind scale = TRIT_SCALE_ROW;
-    bool rmsnorm = false, bias = false, residual = false, gated = false, accumulators = false;
-    trit_activation act = TRIT_ACT_NONE;
-    uint64_t seed = 1;
-    // Optional overrides of the generated data.
-    std::vector<float> x;
-    std::vector<int8_t> w;
-    std::vector<float> scales;
-
+struct Case : tt::GemvSpec {
     std::string describe() const
     {
         std::ostringstream os;
@@ -51,51 +39,11 @@ int64_t blocks_of(int64_t k)
     return (k + TRIT_SCALE_BLOCK_K - 1) / TRIT_SCALE_BLOCK_K;
 }
 
-std::vector<float> make_scales(trit_scale_kind kind, int64_t m, int64_t k, uint64_t seed)
-{
-    switch (kind) {
-    case TRIT_SCALE_TENSOR: return {0.8125f};
-    case TRIT_SCALE_ROW: return tt::random_floats((size_t)m, seed, 0.5f, 1.5f);
-    case TRIT_SCALE_BLOCK: return tt::random_floats((size_t)(m * blocks_of(k)), seed, 0.5f, 1.5f);
-    }
-    return {};
-}
-
-ref::GemvProblem make_problem(const Case &c)
-{
-    ref::GemvProblem p;
-    p.m = c.m;
-    p.k = c.k;
-    p.n = c.n;
-    p.path = c.path;
-    p.act = c.act;
-    p.scale_kind = c.scale;
-    p.w = c.w.empty() ? tt::random_ternary((size_t)(c.m * c.k), c.seed * 31 + 1) : c.w;
-    p.scales = c.scales.empty() ? make_scales(c.scale, c.m, c.k, c.seed * 31 + 2) : c.scales;
-    if (c.gated) {
-        p.w_up = tt::random_ternary((size_t)(c.m * c.k), c.seed * 31 + 3);
-        p.scales_up = make_scales(c.scale, c.m, c.k, c.seed * 31 + 4);
-    }
-    p.x = c.x.empty() ? tt::random_floats((size_t)(c.n * c.k), c.seed * 31 + 5, -2.f, 2.f) : c.x;
-    tt::round_all(c.x_dtype, p.x);
-    if (c.rmsnorm) {
-        p.rmsnorm_weight = tt::random_floats((size_t)c.k, c.seed * 31 + 6, 0.5f, 1.5f);
-        p.rmsnorm_eps = 1e-5f;
-    }
-    if (c.bias)
-        p.bias = tt::random_floats((size_t)c.m, c.seed * 31 + 7, -1.f, 1.f);
-    if (c.residual) {
-        p.residual = tt::random_floats((size_t)(c.n * c.m), c.seed * 31 + 8, -1.f, 1.f);
-        tt::round_all(c.y_dtype, p.residual);
-    }
-    return p;
-}
-
 // Runs one case on `dev` and compares it with the reference.
 Outcome run_case(trit_device *dev, const Case &c)
 {
     Outcome o;
-    ref::GemvProblem p = make_problem(c);
+    ref::GemvProblem p = tt::make_gemv_problem(c);
     o.ref = ref::gemv(p);
 
     tt::GemvRun r = tt::run_gemv(dev, p, c.x_dtype, c.y_dtype, c.accumulators);
@@ -417,7 +365,7 @@ TEST_P(GemvTernary, ZeroTokenGivesEpilogueOfZero)
     std::fill(c.x.begin() + c.k, c.x.end(), 0.0f); // token 1 is all zeros
     Outcome o = run_case(dev(), c);
     EXPECT_LT(o.error, 1e-5);
-    ref::GemvProblem p = make_problem(c);
+    ref::GemvProblem p = tt::make_gemv_problem(c);
     for (int64_t m = 0; m < c.m; m++)
         EXPECT_NEAR(ref::activation(c.act, p.bias[(size_t)m]) + p.residual[(size_t)(c.m + m)],
                     o.y[(size_t)(c.m + m)], 1e-6);
@@ -435,7 +383,7 @@ TEST_P(GemvTernary, ResidualMayAliasOutput)
         c.residual = true;
         c.bias = true;
         c.seed = 11;
-        ref::GemvProblem p = make_problem(c);
+        ref::GemvProblem p = tt::make_gemv_problem(c);
         ref::GemvResult want = ref::gemv(p);
         trit_device *d = dev();
         tt::Stream s(d);
@@ -462,7 +410,7 @@ TEST_P(GemvTernary, StridedTokensAreReadAndWrittenInPlace)
         c.k = k;
         c.n = n;
         c.path = path;
-        ref::GemvProblem p = make_problem(c);
+        ref::GemvProblem p = tt::make_gemv_problem(c);
         ref::GemvResult want = ref::gemv(p);
         trit_device *d = dev();
         tt::Stream s(d);
