@@ -70,7 +70,6 @@
  */
 #include <cuda_fp16.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,18 +83,6 @@ using namespace cuda_attn;
 namespace {
 
 /* --- host side ------------------------------------------------------------------------------- */
-
-void set_error(const cuda_device *dev, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void set_error(const cuda_device *dev, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (dev->host && dev->host->set_error)
-        dev->host->set_error(dev->host->user, msg);
-}
 
 /* The kernel instantiations: head dim slot x kind. */
 enum { KIND_MMA = 0, KIND_SIMT_F16 = 1, KIND_SIMT_F32 = 2, N_KINDS = 3 };
@@ -226,8 +213,8 @@ extern "C" trit_status cuda_staging_acquire(cuda_stream *s, size_t bytes, void *
     if (!s->staging) {
         s->staging = static_cast<cuda_staging *>(calloc(1, sizeof(cuda_staging)));
         if (!s->staging) {
-            set_error(s->dev, "out of host memory for the stream's staging");
-            return TRIT_ERROR_OUT_OF_MEMORY;
+            return cuda_error(s->dev, TRIT_ERROR_OUT_OF_MEMORY,
+                              "out of host memory for the stream's staging");
         }
     }
     cuda_staging *sg = s->staging;
@@ -374,10 +361,10 @@ extern "C" trit_status cuda_attention(void *stream, const trit_plugin_attention_
     cuda_attn_combine_shape comb;
     cuda_attn_combine_plan(&plan, d, sms, &comb);
     if (plan.n_items[0] > INT32_MAX || plan.n_items[1] > INT32_MAX || comb.blocks > INT32_MAX) {
-        set_error(dev,
-                  "attention: %lld + %lld blocks (+ %lld to combine) are too many for one launch",
-                  (long long)plan.n_items[0], (long long)plan.n_items[1], (long long)comb.blocks);
-        return TRIT_ERROR_UNSUPPORTED;
+        return cuda_error(
+            dev, TRIT_ERROR_UNSUPPORTED,
+            "attention: %lld + %lld blocks (+ %lld to combine) are too many for one launch",
+            (long long)plan.n_items[0], (long long)plan.n_items[1], (long long)comb.blocks);
     }
 
     /* One device allocation: items (SIMT, MMA) | groups | slopes | sinks | block table, all

@@ -63,6 +63,10 @@ typedef struct cuda_event {
  * the matching status (out of memory, device lost, ...). */
 trit_status cuda_fail(const cuda_device *dev, cudaError_t err, const char *what);
 
+/* Records the printf-formatted sentence as the thread's error and returns `st`. */
+trit_status cuda_error(const cuda_device *dev, trit_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Makes dev current on this thread; fails with a sentence if that is impossible. */
 trit_status cuda_use(const cuda_device *dev);
 

@@ -71,7 +71,6 @@
 // tests/test_cuda_gemv_emulated.cpp runs those kernels, planned by the same plan_launch, on a CPU
 // emulation of the CUDA features they use (tests/cuda_emu.h), against the fp64 reference.
 #include <cuda_fp16.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,21 +93,6 @@ struct cuda_ternary {
 
 // --- host side --------------------------------------------------------------------------------
 
-trit_status set_error(const cuda_device *dev, trit_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-trit_status set_error(const cuda_device *dev, trit_status st, const char *fmt, ...)
-{
-    char msg[384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (dev->host && dev->host->set_error)
-        dev->host->set_error(dev->host->user, msg);
-    return st;
-}
-
 // Turns the error a launch call returned into a status and sentence. Only that return value
 // counts (cudaGetLastError would also report an earlier, unrelated failure); a failure is then
 // cleared from the runtime's last-error slot so that it does not surface elsewhere.
@@ -118,10 +102,10 @@ trit_status launch_check(const cuda_device *dev, cudaError_t err, const char *wh
         return TRIT_OK;
     (void)cudaGetLastError();
     if (err == cudaErrorNoKernelImageForDevice || err == cudaErrorInvalidDeviceFunction)
-        return set_error(dev, TRIT_ERROR_UNSUPPORTED,
-                         "%s: no kernel image for sm_%d%d in this build (rebuild with "
-                         "TRIT_CUDA_ARCHS including %d%d)",
-                         what, dev->prop.major, dev->prop.minor, dev->prop.major, dev->prop.minor);
+        return cuda_error(dev, TRIT_ERROR_UNSUPPORTED,
+                          "%s: no kernel image for sm_%d%d in this build (rebuild with "
+                          "TRIT_CUDA_ARCHS including %d%d)",
+                          what, dev->prop.major, dev->prop.minor, dev->prop.major, dev->prop.minor);
     return cuda_fail(dev, err, what);
 }
 
@@ -196,12 +180,12 @@ extern "C" trit_status cuda_ternary_create(void *device, const trit_ternary_host
 {
     cuda_device *dev = (cuda_device *)device;
     if (!w || !w->codes || w->rows < 1 || w->cols < 1 || w->row_bytes < (uint64_t)(w->cols + 3) / 4)
-        return set_error(dev, TRIT_ERROR_INTERNAL, "ternary upload: malformed host matrix");
+        return cuda_error(dev, TRIT_ERROR_INTERNAL, "ternary upload: malformed host matrix");
     if (!cu_gemv_k_supported(w->cols) || w->rows > INT32_MAX)
-        return set_error(dev, TRIT_ERROR_UNSUPPORTED,
-                         "ternary upload: a %lld x %lld matrix is too large for the CUDA GEMV "
-                         "(rows < 2^31, cols < 2^24 keep the int32 sums exact)",
-                         (long long)w->rows, (long long)w->cols);
+        return cuda_error(dev, TRIT_ERROR_UNSUPPORTED,
+                          "ternary upload: a %lld x %lld matrix is too large for the CUDA GEMV "
+                          "(rows < 2^31, cols < 2^24 keep the int32 sums exact)",
+                          (long long)w->rows, (long long)w->cols);
     const int64_t rows = w->rows, cols = w->cols, pitch = cu_gemv_pitch(cols);
     const int64_t nb = (cols + TRIT_SCALE_BLOCK_K - 1) / TRIT_SCALE_BLOCK_K;
     trit_scale_kind kind = w->scale_kind;
@@ -209,9 +193,9 @@ extern "C" trit_status cuda_ternary_create(void *device, const trit_ternary_host
                           : kind == TRIT_SCALE_ROW  ? (uint64_t)rows
                                                     : (uint64_t)rows * (uint64_t)nb;
     if (kind > TRIT_SCALE_BLOCK || (w->scales ? w->scale_count != want : kind != TRIT_SCALE_TENSOR))
-        return set_error(dev, TRIT_ERROR_INTERNAL,
-                         "ternary upload: %llu scales do not fit scale kind %d",
-                         (unsigned long long)w->scale_count, (int)kind);
+        return cuda_error(dev, TRIT_ERROR_INTERNAL,
+                          "ternary upload: %llu scales do not fit scale kind %d",
+                          (unsigned long long)w->scale_count, (int)kind);
 
     // Store the simplest scale kind that gives the same products (as the CPU plugin does):
     // block scales constant along every row become row scales, equal row scales one scale.
@@ -228,8 +212,8 @@ extern "C" trit_status cuda_ternary_create(void *device, const trit_ternary_host
         if (per_row) {
             row_scales = (float *)malloc((size_t)rows * sizeof(float));
             if (!row_scales)
-                return set_error(dev, TRIT_ERROR_OUT_OF_MEMORY,
-                                 "ternary upload: out of host memory");
+                return cuda_error(dev, TRIT_ERROR_OUT_OF_MEMORY,
+                                  "ternary upload: out of host memory");
             for (int64_t r = 0; r < rows; r++)
                 row_scales[r] = scales[r * nb];
             scales = row_scales;
@@ -253,9 +237,9 @@ extern "C" trit_status cuda_ternary_create(void *device, const trit_ternary_host
     cuda_ternary *t = st == TRIT_OK ? (cuda_ternary *)calloc(1, sizeof(*t)) : NULL;
     uint8_t *host = t && code_bytes <= SIZE_MAX ? (uint8_t *)malloc((size_t)code_bytes) : NULL;
     if (st == TRIT_OK && !host)
-        st = set_error(dev, TRIT_ERROR_OUT_OF_MEMORY,
-                       "ternary upload: out of host memory repacking a %lld x %lld matrix",
-                       (long long)rows, (long long)cols);
+        st = cuda_error(dev, TRIT_ERROR_OUT_OF_MEMORY,
+                        "ternary upload: out of host memory repacking a %lld x %lld matrix",
+                        (long long)rows, (long long)cols);
     if (st == TRIT_OK) {
         for (int64_t r = 0; r < rows; r++)
             cu_gemv_repack_row(w->codes + (uint64_t)r * w->row_bytes, cols,
@@ -354,8 +338,8 @@ extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args
     const cuda_ternary *w = (const cuda_ternary *)args->w, *wu = (const cuda_ternary *)args->w_up;
     if (!w || args->m != w->rows || args->k != w->cols || args->n < 1 ||
         args->n > TRIT_GEMV_MAX_N || (wu && (wu->rows != w->rows || wu->cols != w->cols)))
-        return set_error(dev, TRIT_ERROR_INTERNAL,
-                         "gemv: arguments do not match the matrix (host validation missed it)");
+        return cuda_error(dev, TRIT_ERROR_INTERNAL,
+                          "gemv: arguments do not match the matrix (host validation missed it)");
     trit_status st = gemv_prepare(dev);
     if (st == TRIT_OK)
         st = cuda_use(dev);
@@ -377,8 +361,8 @@ extern "C" trit_status cuda_gemv(void *stream, const trit_plugin_gemv_args *args
         (args->has_bias && args->bias.offset % 4) ||
         (args->has_residual && args->residual.offset % ysz) ||
         (args->has_accumulators && args->accumulators.offset % 4))
-        return set_error(dev, TRIT_ERROR_UNSUPPORTED,
-                         "gemv: a tensor's byte offset is not a multiple of its element size");
+        return cuda_error(dev, TRIT_ERROR_UNSUPPORTED,
+                          "gemv: a tensor's byte offset is not a multiple of its element size");
 
     // cuda.gemv_splits=S forces S splits (1..16), so tests can run every case through split-K.
     const launch_plan pl =

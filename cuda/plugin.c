@@ -8,6 +8,7 @@
  *
  * The ops live in gemv.cu, attention.cu and rope.cu; supports() asks the op's file.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,17 @@ static void set_error(const trit_plugin_host *host, const char *msg)
 {
     if (host && host->set_error)
         host->set_error(host->user, msg);
+}
+
+trit_status cuda_error(const cuda_device *dev, trit_status st, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    set_error(dev ? dev->host : NULL, msg);
+    return st;
 }
 
 trit_status cuda_fail(const cuda_device *dev, cudaError_t err, const char *what)

@@ -90,13 +90,9 @@ extern "C" trit_status cuda_rope_kv_append(void *stream, const trit_plugin_rope_
     if (st != TRIT_OK)
         return st;
     if (a->head_dim > 256 || a->rot_dims > a->head_dim || a->rot_dims % 2 || total > INT32_MAX) {
-        char msg[160];
-        snprintf(msg, sizeof(msg),
-                 "rope_kv_append: head dim %d / rot_dims %d / %lld tokens out of range",
-                 (int)a->head_dim, (int)a->rot_dims, (long long)total);
-        if (dev->host && dev->host->set_error)
-            dev->host->set_error(dev->host->user, msg);
-        return TRIT_ERROR_UNSUPPORTED;
+        return cuda_error(dev, TRIT_ERROR_UNSUPPORTED,
+                          "rope_kv_append: head dim %d / rot_dims %d / %lld tokens out of range",
+                          (int)a->head_dim, (int)a->rot_dims, (long long)total);
     }
 
     /* Staged: inverse frequencies | q_starts | start_pos | block table. */
