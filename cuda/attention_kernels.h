@@ -17,6 +17,8 @@
 
 #include "attention_plan.h"
 
+#include "kernel_elem.h"
+
 namespace cuda_attn {
 
 constexpr int kThreads = 128;
@@ -117,19 +119,8 @@ struct attn_params {
 
 /* --- device helpers -------------------------------------------------------------------------- */
 
-__device__ __forceinline__ float ld_elem(const char *base, int64_t i, int f16)
-{
-    return f16 ? __half2float(reinterpret_cast<const __half *>(base)[i])
-               : reinterpret_cast<const float *>(base)[i];
-}
-
-__device__ __forceinline__ void st_elem(char *base, int64_t i, int f16, float v)
-{
-    if (f16)
-        reinterpret_cast<__half *>(base)[i] = __float2half_rn(v);
-    else
-        reinterpret_cast<float *>(base)[i] = v;
-}
+using cuda_elem::ld_elem;
+using cuda_elem::st_elem;
 
 /* Element offsets of key j of sequence seq in the K and V caches (contiguous or paged). */
 __device__ __forceinline__ void cache_rows(const attn_params &p, int seq, int j, int g,

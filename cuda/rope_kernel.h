@@ -14,6 +14,8 @@
 #include <cuda_fp16.h>
 #endif
 
+#include "kernel_elem.h"
+
 namespace cuda_rope {
 
 constexpr int kThreads = 128;
@@ -39,19 +41,8 @@ struct rope_params {
     int n_heads, n_kv_heads, d, rot, neox;
 };
 
-__device__ __forceinline__ float ld_elem(const char *base, int64_t i, int f16)
-{
-    return f16 ? __half2float(reinterpret_cast<const __half *>(base)[i])
-               : reinterpret_cast<const float *>(base)[i];
-}
-
-__device__ __forceinline__ void st_elem(char *base, int64_t i, int f16, float v)
-{
-    if (f16)
-        reinterpret_cast<__half *>(base)[i] = __float2half_rn(v);
-    else
-        reinterpret_cast<float *>(base)[i] = v;
-}
+using cuda_elem::ld_elem;
+using cuda_elem::st_elem;
 
 __global__ void __launch_bounds__(kThreads) rope_append_kernel(const rope_params p)
 {
